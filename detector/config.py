@@ -1,0 +1,333 @@
+"""Structured-config schemas, registered with Hydra's ConfigStore, and the composition helpers
+that turn any configuration mistake into one line naming the key.
+
+Nothing is registered at import: entry points call :func:`register_configs` once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.errors import HydraException, MissingConfigException
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import (
+    ConfigAttributeError,
+    ConfigKeyError,
+    MissingMandatoryValue,
+    OmegaConfBaseException,
+    ValidationError,
+)
+
+from detector.models.backbones import CSPVariant
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(ValueError):
+    """A mistake in the configuration a user gave; its message is one line naming the key."""
+
+
+# --------------------------------------------------------------------------- model components
+
+
+@dataclass
+class CSPDarknetConfig:
+    _target_: str = "detector.models.backbones.CSPDarknet"
+    variant: CSPVariant = CSPVariant.yolov8
+    depth: float = 0.33
+    width: float = 0.25
+    max_channels: int = 1024
+    c3k: bool = False
+
+
+@dataclass
+class TorchvisionBackboneConfig:
+    _target_: str = "detector.models.backbones.TorchvisionBackbone"
+    arch: Any = MISSING  # {_target_: torchvision.models.<name>, _partial_: true}
+    return_nodes: list[str] = MISSING
+    weights: Optional[str] = None
+    normalize: bool = True
+
+
+@dataclass
+class PANConfig:
+    _target_: str = "detector.models.necks.PAN"
+    _partial_: bool = True
+    variant: CSPVariant = CSPVariant.yolov8
+    depth: float = 0.33
+    width: float = 0.25
+    max_channels: int = 1024
+    c3k: bool = False
+
+
+@dataclass
+class FPNConfig:
+    _target_: str = "detector.models.necks.FPN"
+    _partial_: bool = True
+    width: float = 0.25
+
+
+@dataclass
+class DFLHeadConfig:
+    _target_: str = "detector.models.heads.DFLHead"
+    _partial_: bool = True
+    num_classes: int = MISSING
+    reg_max: int = 16
+    depthwise_cls: bool = False
+
+
+@dataclass
+class ScaleConfig:
+    """Family scale that a model's parts interpolate (``${..scale.width}``)."""
+
+    depth: float = 1.0  # repeat multiplier
+    width: float = 1.0  # channel multiplier
+    max_channels: int = 1024  # channel cap applied before the width multiplier
+    c3k: bool = False  # YOLO11 m/l/x: C3k inner blocks everywhere
+
+
+@dataclass
+class ModelConfig:
+    _target_: str = "detector.models.detector.build_detector"
+    scale: ScaleConfig = field(default_factory=ScaleConfig)
+    backbone: Any = MISSING
+    neck: Any = MISSING
+    head: Any = MISSING
+
+
+# --------------------------------------------------------------------------- training groups
+
+
+@dataclass
+class DataConfig:
+    num_classes: int = MISSING  # the one place the class count is written; models interpolate it
+    names: list[str] = MISSING
+
+
+@dataclass
+class AugmentConfig:
+    hsv_h: float = 0.015  # hue jitter, fraction of the hue circle
+    hsv_s: float = 0.7  # saturation jitter, fraction
+    hsv_v: float = 0.4  # value jitter, fraction
+    degrees: float = 0.0  # rotation, +/- degrees
+    translate: float = 0.1  # translation, +/- fraction of the image size
+    scale: float = 0.5  # scale gain, +/- fraction
+    shear: float = 0.0  # shear, +/- degrees
+    perspective: float = 0.0
+    flipud: float = 0.0  # probability
+    fliplr: float = 0.5  # probability
+    mosaic: float = 1.0  # probability
+    mixup: float = 0.0  # probability
+    close_mosaic: int = 10  # epochs at the end trained without mosaic
+
+
+@dataclass
+class SGDConfig:
+    _target_: str = "torch.optim.SGD"
+    _partial_: bool = True
+    lr: float = 0.01
+    momentum: float = 0.937
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+
+
+@dataclass
+class AdamWConfig:
+    _target_: str = "torch.optim.AdamW"
+    _partial_: bool = True
+    lr: float = 0.002
+    betas: list[float] = field(default_factory=lambda: [0.937, 0.999])
+    weight_decay: float = 5e-4
+
+
+class ScheduleShape(str, Enum):
+    cosine = "cosine"
+    linear = "linear"
+
+
+@dataclass
+class ScheduleConfig:
+    shape: ScheduleShape = ScheduleShape.cosine
+    final_lr_ratio: float = 0.01  # last epoch's lr as a fraction of optim.lr
+    warmup_epochs: float = 3.0
+    warmup_momentum: float = 0.8
+    warmup_bias_lr: float = 0.1
+
+
+class LoggerBackend(str, Enum):
+    csv = "csv"
+    wandb = "wandb"
+
+
+class WandbMode(str, Enum):
+    online = "online"
+    offline = "offline"
+    disabled = "disabled"
+
+
+@dataclass
+class LoggerConfig:
+    backend: LoggerBackend = LoggerBackend.csv
+    project: str = "detector"
+    entity: Optional[str] = None
+    mode: WandbMode = WandbMode.online
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class TrainLoopConfig:
+    epochs: int = 100
+    batch: int = 16
+    seed: int = 0
+    deterministic: bool = False
+    workers: int = 4
+
+
+@dataclass
+class RunConfig:
+    """Settings every entry point shares, at the top level."""
+
+    task: str = MISSING
+    name: str = "exp"  # run directory: <project>/<task>/<name>, numbered (exp2, exp3, ...) if taken
+    project: str = "runs"
+    exist_ok: bool = False  # reuse <name> instead of numbering a new directory
+    imgsz: int = 640
+    device: str = "auto"  # auto | cpu | cuda | cuda:N | mps
+
+
+@dataclass
+class TrainConfig(RunConfig):
+    task: str = "train"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: Any = MISSING
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+
+
+@dataclass
+class _ClassCount:
+    num_classes: int = 80
+
+
+@dataclass
+class ModelOnlyConfig:
+    """Primary config of :func:`detector.build_model`: one model and the class count it interpolates."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"model": MISSING}])
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: _ClassCount = field(default_factory=_ClassCount)
+
+
+_SCHEMAS: dict[str, dict[str, Any]] = {
+    "schema/backbone": {"csp_darknet": CSPDarknetConfig, "torchvision": TorchvisionBackboneConfig},
+    "schema/neck": {"pan": PANConfig, "fpn": FPNConfig},
+    "schema/head": {"dfl": DFLHeadConfig},
+    "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
+}
+
+
+def register_configs() -> None:
+    """Store every schema in Hydra's ConfigStore (idempotent). Call from entry points, not at import."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainConfig)
+    cs.store(name="model_only", node=ModelOnlyConfig)
+    for group, nodes in _SCHEMAS.items():
+        for name, node in nodes.items():
+            cs.store(group=group, name=name, node=node)
+
+
+# --------------------------------------------------------------------------- composition and errors
+
+
+def compose(config_name: str, overrides: list[str]) -> DictConfig:
+    """Compose ``configs/<config_name>.yaml`` with command-line style overrides, then validate.
+
+    Raises :class:`ConfigError` with a one-line message for any mistake.
+    """
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    register_configs()
+    try:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
+            cfg = hydra_compose(config_name=config_name, overrides=overrides)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(describe_error(err)) from err
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: DictConfig) -> None:
+    """Checks a schema cannot express: every value resolves, and the values agree with each other."""
+    try:
+        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+    except OmegaConfBaseException as err:
+        raise ConfigError(describe_error(err)) from err
+    data = cfg.get("data")
+    if data is not None and "names" in data and len(data.names) != data.num_classes:
+        raise ConfigError(
+            f"data.names has {len(data.names)} entries but data.num_classes is {data.num_classes}; they must agree"
+        )
+    head = OmegaConf.select(cfg, "model.head")
+    if data is not None and head is not None and "num_classes" in head and head.num_classes != data.num_classes:
+        raise ConfigError(
+            f"model.head.num_classes={head.num_classes} but data.num_classes={data.num_classes}; set the class count "
+            "once, in the data config"
+        )
+    if "imgsz" in cfg and (cfg.imgsz < 32 or cfg.imgsz % 32):
+        raise ConfigError(f"imgsz={cfg.imgsz} must be a positive multiple of 32 (the largest model stride)")
+    loop = cfg.get("train")
+    if loop is not None:
+        for key in ("epochs", "batch"):
+            if loop[key] < 1:
+                raise ConfigError(f"train.{key}={loop[key]} must be >= 1")
+
+
+def describe_error(err: BaseException) -> str:
+    """One line for a Hydra / OmegaConf error: which key or option, and what is wrong with it."""
+    chain: list[BaseException] = []
+    cur: BaseException | None = err
+    while cur is not None and cur not in chain:
+        chain.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    for e in chain:
+        if isinstance(e, MissingConfigException) and e.missing_cfg_file:
+            group, _, choice = e.missing_cfg_file.rpartition("/")
+            options = [o for o in (e.options or []) if not o.startswith("schema")]
+            if group and options:
+                return f"unknown {group} '{choice}'; choose one of: {', '.join(sorted(options))}"
+            return f"config '{e.missing_cfg_file}' not found in {CONFIG_DIR}"
+    for e in chain:
+        if isinstance(e, (ConfigKeyError, ConfigAttributeError)) and e.full_key:
+            return f"unknown key '{e.full_key}'{_did_you_mean(e)}"
+        if isinstance(e, MissingMandatoryValue) and e.full_key:
+            return f"missing value for '{e.full_key}': set it on the command line ({e.full_key}=...)"
+        if isinstance(e, ValidationError) and e.full_key:
+            return f"invalid value for '{e.full_key}': {_first_line(e.msg)}"
+        if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
+            return f"bad value for '{e.full_key}': {_first_line(e.msg)}"
+    return _first_line(str(chain[-1]) if not str(err).strip() else str(err))
+
+
+def _did_you_mean(e: ConfigKeyError | ConfigAttributeError) -> str:
+    parent = e.parent_node
+    if not isinstance(parent, DictConfig) or not isinstance(e.key, str):
+        return ""
+    known = [str(k) for k in parent.keys() if not str(k).startswith("_") and k != "hydra"]
+    close = difflib.get_close_matches(e.key, known, n=1)
+    prefix = e.full_key.rpartition(".")[0]
+    if close:
+        return f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)"
+    return f"; known keys{' under ' + repr(prefix) if prefix else ''}: {', '.join(known)}"
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "configuration error")

@@ -1,0 +1,58 @@
+"""The detector: backbone -> neck -> head, and its builder."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from torch import Tensor, nn
+
+from detector.types import HeadOutput
+
+
+class Detector(nn.Module):
+    """``forward(x [B, 3, H, W] in [0, 1]) -> HeadOutput`` (raw predictions, see :class:`HeadOutput`)."""
+
+    def __init__(
+        self, backbone: nn.Module, neck: nn.Module, head: nn.Module, scale: Mapping[str, Any] | None = None
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.neck = neck
+        self.head = head
+        self.scale = dict(scale or {})  # the family scale the parts were built with, for summaries
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return tuple(self.neck.strides)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.head.num_classes)
+
+    def forward(self, x: Tensor) -> HeadOutput:
+        return self.head(self.neck(self.backbone(x)))
+
+    def fuse(self) -> Detector:
+        """Fold every BatchNorm into the conv before it, for inference. Puts the model in eval mode."""
+        self.eval()
+        for module in list(self.modules()):
+            if module is not self and hasattr(module, "fuse"):
+                module.fuse()
+        return self
+
+
+def build_detector(
+    backbone: nn.Module,
+    neck: Callable[..., nn.Module],
+    head: Callable[..., nn.Module],
+    scale: Mapping[str, Any] | None = None,
+) -> Detector:
+    """Wire the parts: the neck is built from the backbone's outputs, the head from the neck's.
+
+    ``scale`` is the depth / width / max_channels node of the model config that the parts
+    interpolate; the detector keeps a copy for summaries and checkpoints.
+    """
+    neck_module = neck(in_channels=backbone.out_channels, strides=backbone.strides)
+    head_module = head(in_channels=neck_module.out_channels, strides=neck_module.strides)
+    return Detector(backbone, neck_module, head_module, scale)
