@@ -11,6 +11,7 @@ from enum import Enum
 
 import torch
 from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import get_model_weights
 from torchvision.models.feature_extraction import create_feature_extractor
 
@@ -159,7 +160,18 @@ class TorchvisionBackbone(nn.Module):
         return [out[str(i)] for i in range(len(out))]
 
     def fuse(self) -> None:
-        """Fold every conv -> BatchNorm pair of the traced network (eval mode)."""
+        """Fold every conv -> BatchNorm pair of the network (eval mode, for inference): pairs in the
+        traced graph through ``torch.fx``, then pairs inside modules the trace kept whole
+        (torchvision's Conv2dNormActivation) as consecutive children of a Sequential."""
         from torch.fx.experimental.optimization import fuse as fx_fuse
 
-        self.body = fx_fuse(self.body.eval())
+        # in place: fx's own copy of a graph module comes back in training mode, which cannot be fused
+        body = fx_fuse(self.body.eval(), inplace=True, no_trace=True).eval()
+        body.delete_all_unused_submodules()  # the folded BatchNorms, no longer called
+        for seq in body.modules():
+            if isinstance(seq, nn.Sequential):
+                for i in range(len(seq) - 1):
+                    if isinstance(seq[i], nn.Conv2d) and isinstance(seq[i + 1], nn.BatchNorm2d):
+                        seq[i] = fuse_conv_bn_eval(seq[i], seq[i + 1])
+                        seq[i + 1] = nn.Identity()
+        self.body = body

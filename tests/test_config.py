@@ -1,0 +1,145 @@
+"""Typed configs: composition, one-line errors, num_classes written once, run directories."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from detector import build_model
+from detector.config import ConfigError, compose
+from detector.device import select_device
+from detector.runs import make_run_dir, write_text_atomic
+from tests.helpers import REPO, run_script
+
+TRAIN = str(REPO / "train.py")
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["train.epochz=3"], "train.epochz"),
+        (["train.epochs=many"], "train.epochs"),
+        (["model=yolov9z"], "yolov9z"),
+    ],
+)
+def test_cli_rejects_bad_config_in_one_line(tmp_path, overrides: list[str], key: str) -> None:
+    result = run_script(TRAIN, *overrides, cwd=tmp_path)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert key in lines[0] and lines[0].startswith("error:")
+    assert "Traceback" not in result.stderr + result.stdout
+    assert not (tmp_path / "runs").exists()  # failed before any work
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["train.epochz=3"], "unknown key 'train.epochz' (did you mean 'train.epochs'?)"),
+        (["train.epochs=many"], "invalid value for 'train.epochs'"),
+        (["model.backbone.widht=0.5"], "unknown key 'model.backbone.widht'"),
+        (["model=yolov9z"], "unknown model 'yolov9z'; choose one of:"),
+        (["model/backbone=resnet9"], "unknown model/backbone 'resnet9'"),
+        (["optim=adamw", "optim.momentum=0.9"], "unknown key 'optim.momentum'"),
+        (["logger=wandb", "logger.mode=sometimes"], "invalid value for 'logger.mode'"),
+        (["data.num_classes=3"], "data.names has 6 entries but data.num_classes is 3"),
+        (["model.head.num_classes=4"], "model.head.num_classes=4 but data.num_classes=6"),
+        (["imgsz=100"], "imgsz=100 must be a positive multiple of 32"),
+        (["train.batch=0"], "train.batch=0 must be >= 1"),
+    ],
+)
+def test_compose_errors_name_the_key(overrides: list[str], expected: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        compose("train", overrides)
+    message = str(err.value)
+    assert expected in message and "\n" not in message
+
+
+def test_num_classes_is_written_once_and_interpolated() -> None:
+    cfg = compose("train", ["data.num_classes=3", "data.names=[a,b,c]"])
+    assert cfg.model.head.num_classes == 3
+    raw = (REPO / "configs" / "model" / "head" / "dfl.yaml").read_text()
+    assert "num_classes: ${data.num_classes}" in raw
+
+
+def test_components_and_scales_can_be_overridden() -> None:
+    swapped = compose("train", ["model=yolov8s", "model/backbone=resnet50"])
+    assert swapped.model.backbone.arch._target_ == "torchvision.models.resnet50"
+    assert swapped.model.neck.width == 0.5  # the neck keeps yolov8s' scale
+    one = compose("train", ["model.backbone.width=0.5"])
+    assert (one.model.backbone.width, one.model.neck.width) == (0.5, 0.25)
+    both = compose("train", ["model.scale.width=0.5"])
+    assert (both.model.backbone.width, both.model.neck.width) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize(
+    "group, option",
+    [(p.parent.name, p.stem) for p in sorted((REPO / "configs").glob("*/*.yaml")) if p.parent.name != "model"],
+)
+def test_every_group_option_composes(group: str, option: str) -> None:
+    cfg = compose("train", [f"{group}={option}"])
+    OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
+
+
+def test_shared_settings_at_top_level_and_loop_settings_under_train() -> None:
+    cfg = compose("train", [])
+    assert {"imgsz", "device", "name"} <= set(cfg.keys())
+    assert {"epochs", "batch", "seed"} <= set(cfg.train.keys())
+
+
+def test_cfg_job_prints_the_composed_config(tmp_path) -> None:
+    result = run_script(TRAIN, "--cfg", "job", "--resolve", "train.epochs=7", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    printed = OmegaConf.create(result.stdout)
+    assert printed.train.epochs == 7 and printed.model.head.num_classes == printed.data.num_classes == 6
+
+
+def test_train_writes_into_numbered_run_dirs(tmp_path) -> None:
+    args = (TRAIN, "model=yolo11n", "imgsz=64", "device=cpu", "name=trial", "project=out")
+    first = run_script(*args, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = run_script(*args, cwd=tmp_path)
+    assert second.returncode == 0, second.stderr
+    for d in ("trial", "trial2"):
+        saved = OmegaConf.load(tmp_path / "out" / "train" / d / "config.yaml")
+        assert saved.imgsz == 64 and saved.model.head.num_classes == 6
+    assert "not implemented yet" in first.stderr  # says plainly that nothing was trained
+    assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == ["trial", "trial2"]
+
+
+def test_make_run_dir_numbers_and_reuses(tmp_path) -> None:
+    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp"
+    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp2"
+    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp3"
+    assert make_run_dir(tmp_path, "eval", "exp", exist_ok=True) == tmp_path / "eval" / "exp"
+
+
+def test_write_text_atomic_replaces_whole_file(tmp_path) -> None:
+    target = tmp_path / "a" / "config.yaml"
+    write_text_atomic(target, "one")
+    write_text_atomic(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["config.yaml"]  # no temporary file left
+
+
+def test_device_selection() -> None:
+    assert select_device("cpu") == torch.device("cpu")
+    assert select_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(ConfigError, match="not one of"):
+        select_device("gpu please")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            select_device("cuda:0")
+
+
+def test_build_model_api_errors_and_overrides() -> None:
+    with pytest.raises(ConfigError, match="unknown model 'yolov99'"):
+        build_model("yolov99")
+    with pytest.raises(ConfigError, match="did you mean 'model.backbone.width'"):
+        build_model("yolov8n", backbone={"widht": 0.5})
+    with pytest.raises(ConfigError, match="unknown weights 'BOGUS'"):
+        build_model("resnet18_pan", **{"backbone.weights": "BOGUS"})
+    narrow = build_model("yolov8n", num_classes=2, **{"scale.width": 0.125})
+    assert narrow.neck.out_channels == (32, 64, 128) and narrow.num_classes == 2
+    assert build_model("yolov8n", backbone="resnet18").backbone.out_channels == (128, 256, 512)
