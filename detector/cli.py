@@ -13,7 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from detector.config import CONFIG_DIR, ConfigError, compose, register_configs, validate
+from detector.config import CONFIG_DIR, ConfigError, compose, describe_error, register_configs, validate
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -30,9 +30,10 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> None:
     register_configs()
     args, _ = get_args_parser().parse_known_args()
     informational = args.help or args.hydra_help or args.info or args.shell_completion
-    if not informational and not args.multirun:  # a sweep is validated per job instead
+    if not informational:
         try:
-            compose(config_name, list(args.overrides))
+            for overrides in _override_sets(list(args.overrides)):
+                compose(config_name, overrides)
         except ConfigError as err:
             fail(str(err))
 
@@ -45,3 +46,35 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> None:
 
     main = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)(checked_task)
     main()
+
+
+def _override_sets(overrides: list[str]) -> list[list[str]]:
+    """The override lists to validate up front: the command line itself, or for a sweep, every
+    value of every enumerable sweep (the other sweeps at their first value). Sweeps that cannot be
+    enumerated here (intervals, globs) are left to the per-job check."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+    except HydraException as err:
+        raise ConfigError(describe_error(err)) from err
+    fixed: list[str] = []
+    sweeps: list[tuple[str, list[str]]] = []
+    for override in parsed:
+        if not override.is_sweep_override():
+            fixed.append(override.input_line or "")
+            continue
+        try:
+            values = list(override.sweep_string_iterator())
+        except HydraException:
+            continue
+        sweeps.append((override.get_key_element(), values))
+    if not sweeps:
+        return [fixed]
+    firsts = [f"{key}={values[0]}" for key, values in sweeps]
+    return [
+        fixed + firsts[:i] + [f"{key}={value}"] + firsts[i + 1 :]
+        for i, (key, values) in enumerate(sweeps)
+        for value in values
+    ]

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from hydra.errors import HydraException, MissingConfigException
+from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
@@ -299,6 +299,8 @@ def describe_error(err: BaseException) -> str:
         chain.append(cur)
         cur = cur.__cause__ or cur.__context__
     for e in chain:
+        if isinstance(e, OverrideParseException):
+            return f"cannot parse override '{e.override}': {_first_line(e.message)}"
         if isinstance(e, MissingConfigException) and e.missing_cfg_file:
             group, _, choice = e.missing_cfg_file.rpartition("/")
             options = [o for o in (e.options or []) if not o.startswith("schema")]
@@ -314,7 +316,7 @@ def describe_error(err: BaseException) -> str:
             return f"invalid value for '{e.full_key}': {_first_line(e.msg)}"
         if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
             return f"bad value for '{e.full_key}': {_first_line(e.msg)}"
-    return _first_line(str(chain[-1]) if not str(err).strip() else str(err))
+    return _first_line(str(err) or str(chain[-1]))
 
 
 def _did_you_mean(e: ConfigKeyError | ConfigAttributeError) -> str:

@@ -143,3 +143,25 @@ def test_build_model_api_errors_and_overrides() -> None:
     narrow = build_model("yolov8n", num_classes=2, **{"scale.width": 0.125})
     assert narrow.neck.out_channels == (32, 64, 128) and narrow.num_classes == 2
     assert build_model("yolov8n", backbone="resnet18").backbone.out_channels == (128, 256, 512)
+
+
+def test_sweeps_are_validated_value_by_value(tmp_path) -> None:
+    from detector.cli import _override_sets
+
+    sets = _override_sets(["imgsz=64", "model=yolov8n,yolo11n", "train.epochs=range(1,3)"])
+    assert sets == [
+        ["imgsz=64", "model=yolov8n", "train.epochs=1"],
+        ["imgsz=64", "model=yolo11n", "train.epochs=1"],
+        ["imgsz=64", "model=yolov8n", "train.epochs=1"],
+        ["imgsz=64", "model=yolov8n", "train.epochs=2"],
+    ]
+    result = run_script(TRAIN, "-m", "model=yolov8n,yolov9z", cwd=tmp_path)
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        next(line for line in result.stderr.splitlines() if line.startswith("error: unknown model 'yolov9z'"))
+    ]
+    assert not (tmp_path / "runs").exists()
+
+
+def test_unparseable_override_is_one_line() -> None:
+    with pytest.raises(ConfigError, match=r"cannot parse override 'model=a=b'"):
+        compose("train", ["model=a=b"])
