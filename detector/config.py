@@ -36,13 +36,19 @@ class ConfigError(ValueError):
 
 
 @dataclass
-class CSPDarknetConfig:
+class ScaleConfig:
+    """Family scale that a model's parts interpolate (``${..scale.width}``)."""
+
+    depth: float = 1.0  # repeat multiplier
+    width: float = 1.0  # channel multiplier
+    max_channels: int = 1024  # channel cap applied before the width multiplier
+    c3k: bool = False  # YOLO11 m/l/x: C3k inner blocks everywhere
+
+
+@dataclass
+class CSPDarknetConfig(ScaleConfig):
     _target_: str = "detector.models.backbones.CSPDarknet"
     variant: CSPVariant = CSPVariant.yolov8
-    depth: float = 0.33
-    width: float = 0.25
-    max_channels: int = 1024
-    c3k: bool = False
 
 
 @dataclass
@@ -55,14 +61,10 @@ class TorchvisionBackboneConfig:
 
 
 @dataclass
-class PANConfig:
+class PANConfig(ScaleConfig):
     _target_: str = "detector.models.necks.PAN"
     _partial_: bool = True
     variant: CSPVariant = CSPVariant.yolov8
-    depth: float = 0.33
-    width: float = 0.25
-    max_channels: int = 1024
-    c3k: bool = False
 
 
 @dataclass
@@ -79,16 +81,6 @@ class DFLHeadConfig:
     num_classes: int = MISSING
     reg_max: int = 16
     depthwise_cls: bool = False
-
-
-@dataclass
-class ScaleConfig:
-    """Family scale that a model's parts interpolate (``${..scale.width}``)."""
-
-    depth: float = 1.0  # repeat multiplier
-    width: float = 1.0  # channel multiplier
-    max_channels: int = 1024  # channel cap applied before the width multiplier
-    c3k: bool = False  # YOLO11 m/l/x: C3k inner blocks everywhere
 
 
 @dataclass
