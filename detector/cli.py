@@ -1,7 +1,7 @@
 """Hydra entry points whose configuration mistakes end in one line on stderr, not a traceback.
 
 Before Hydra runs the task, the command line is composed once more through the Compose API
-and validated; any mistake is printed as ``error: <what> (<where>)`` and the process exits
+and validated; any mistake is printed as one line, ``error: <what is wrong, naming the key>``, and the process exits
 with status 2. Hydra's own flags (``--cfg job``, ``--help``, ``--multirun``, ...) keep working.
 """
 
