@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from detector.data.sources import DataError
 from detector.config import CONFIG_DIR, ConfigError, compose, describe_error, register_configs, validate
 
 
@@ -41,7 +42,7 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> None:
         try:
             validate(cfg)
             return task(cfg)
-        except ConfigError as err:
+        except (ConfigError, DataError) as err:
             fail(str(err))
 
     main = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)(checked_task)

@@ -12,6 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
+import yaml
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
 from omegaconf import MISSING, DictConfig, OmegaConf
@@ -96,26 +97,59 @@ class ModelConfig:
 
 
 @dataclass
-class DataConfig:
-    num_classes: int = MISSING  # the one place the class count is written; models interpolate it
-    names: list[str] = MISSING
+class DataSourceConfig:
+    names: list[str] = MISSING  # class names, in class-index order
+    num_classes: int = MISSING  # the one place the class count is written (${len:${.names}}); models interpolate it
+
+
+@dataclass
+class ShapesDataConfig(DataSourceConfig):
+    _target_: str = "detector.data.sources.ShapesSource"
+    root: str = MISSING  # generated here on first use, regenerated when the parameters below change
+    num_train: int = 1000
+    num_val: int = 200
+    imgsz: int = 320  # size the images are generated at
+    seed: int = 0
+
+
+@dataclass
+class YoloDataConfig(DataSourceConfig):
+    _target_: str = "detector.data.sources.YoloSource"
+    file: Optional[str] = None  # an Ultralytics data.yaml; or give path / train / val / test here
+    path: Optional[str] = None
+    train: Any = None  # folder, .txt list of images, or a list of those (relative to path)
+    val: Any = None
+    test: Any = None
+    download: Optional[str] = None  # how to get the dataset, shown when it is missing
+
+
+@dataclass
+class CocoJsonDataConfig(DataSourceConfig):
+    _target_: str = "detector.data.sources.CocoJsonSource"
+    train_json: Optional[str] = None
+    train_images: Optional[str] = None
+    val_json: Optional[str] = None
+    val_images: Optional[str] = None
+    test_json: Optional[str] = None
+    test_images: Optional[str] = None
+    download: Optional[str] = None
 
 
 @dataclass
 class AugmentConfig:
-    hsv_h: float = 0.015  # hue jitter, fraction of the hue circle
-    hsv_s: float = 0.7  # saturation jitter, fraction
-    hsv_v: float = 0.4  # value jitter, fraction
-    degrees: float = 0.0  # rotation, +/- degrees
-    translate: float = 0.1  # translation, +/- fraction of the image size
-    scale: float = 0.5  # scale gain, +/- fraction
-    shear: float = 0.0  # shear, +/- degrees
-    perspective: float = 0.0
-    flipud: float = 0.0  # probability
-    fliplr: float = 0.5  # probability
-    mosaic: float = 1.0  # probability
-    mixup: float = 0.0  # probability
-    close_mosaic: int = 10  # epochs at the end trained without mosaic
+    """Albumentations transforms by name (each a ``_target_`` node, or null to leave it out), in the
+    order they run after the letterbox: affine, color, flipud, fliplr, then ``extra`` in its order."""
+
+    mosaic: Any = None  # albumentations.Mosaic, before the letterbox
+    affine: Any = None
+    color: Any = None
+    flipud: Any = None
+    fliplr: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    mixup: float = 0.0  # probability of blending with a second augmented sample
+    close_mosaic: int = 10  # the last N epochs train without mosaic
+    min_visibility: float = 0.1  # boxes keeping less of their area inside the image are dropped
+    min_size: float = 2.0  # boxes narrower or lower than this (pixels) are dropped
 
 
 @dataclass
@@ -178,6 +212,7 @@ class TrainLoopConfig:
     seed: int = 0
     deterministic: bool = False
     workers: int = 4
+    cache_images: bool = False  # keep decoded, resized images in RAM
 
 
 @dataclass
@@ -196,12 +231,30 @@ class RunConfig:
 class TrainConfig(RunConfig):
     task: str = "train"
     model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: Any = MISSING
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: Any = MISSING
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+
+
+@dataclass
+class CheckDataConfig(RunConfig):
+    task: str = "check_data"
+    data: Any = MISSING
+    splits: list[str] = field(default_factory=lambda: ["train", "val"])
+
+
+@dataclass
+class ShowBatchConfig(RunConfig):
+    task: str = "show_batch"
+    data: Any = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    split: str = "train"
+    batch: int = 16
+    seed: int = 0
+    epoch: int = 0  # which epoch's random draws (and whether mosaic is still on)
 
 
 @dataclass
@@ -223,14 +276,22 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/neck": {"pan": PANConfig, "fpn": FPNConfig},
     "schema/head": {"dfl": DFLHeadConfig},
     "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
+    "schema/data": {"shapes": ShapesDataConfig, "yolo": YoloDataConfig, "coco_json": CocoJsonDataConfig},
 }
 
 
 def register_configs() -> None:
-    """Store every schema in Hydra's ConfigStore (idempotent). Call from entry points, not at import."""
+    """Store every schema in Hydra's ConfigStore and register the config resolvers ``dataset_names``,
+    ``len`` and ``data_dir`` (idempotent). Call from entry points, not at import."""
+    from detector.data.sources import data_dir, dataset_names
+
+    for name, resolver in (("dataset_names", dataset_names), ("len", len), ("data_dir", lambda: str(data_dir()))):
+        OmegaConf.register_new_resolver(name, resolver, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="model_only", node=ModelOnlyConfig)
+    cs.store(name="check_data_schema", node=CheckDataConfig)
+    cs.store(name="show_batch_schema", node=ShowBatchConfig)
     for group, nodes in _SCHEMAS.items():
         for name, node in nodes.items():
             cs.store(group=group, name=name, node=node)
@@ -253,6 +314,10 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(describe_error(err)) from err
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{mark.name}:{mark.line + 1}" if mark is not None else "a config file"
+        raise ConfigError(f"invalid YAML in {where}: {getattr(err, 'problem', None) or err}") from err
     validate(cfg)
     return cfg
 
@@ -290,7 +355,11 @@ def describe_error(err: BaseException) -> str:
     while cur is not None and cur not in chain:
         chain.append(cur)
         cur = cur.__cause__ or cur.__context__
+    from detector.data.sources import DataError
+
     for e in chain:
+        if isinstance(e, DataError):
+            return str(e)
         if isinstance(e, OverrideParseException):
             return f"cannot parse override '{e.override}': {_first_line(e.message)}"
         if isinstance(e, MissingConfigException) and e.missing_cfg_file:

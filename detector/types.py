@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor
 
 
@@ -20,3 +21,47 @@ class HeadOutput:
     cls: list[Tensor]
     strides: tuple[int, ...]
     reg_max: int
+
+
+@dataclass
+class Targets:
+    """Ground truth of a batch, flattened: row ``k`` belongs to image ``batch_index[k]``."""
+
+    batch_index: Tensor  # [M] int64
+    boxes: Tensor  # [M, 4] float32 xyxy, input pixels
+    classes: Tensor  # [M] int64
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Targets:
+        return Targets(*(t.to(device, non_blocking=non_blocking) for t in (self.batch_index, self.boxes, self.classes)))
+
+
+@dataclass
+class Batch:
+    """A collated batch. Images stay uint8 until they reach the device (``images.float() / 255``)."""
+
+    images: Tensor  # [B, 3, H, W] uint8 RGB
+    targets: Targets
+    image_ids: Tensor  # [B] int64
+    orig_sizes: Tensor  # [B, 2] int64 (height, width) of the image files
+    letterbox: Tensor  # [B, 4] float32 (scale_x, scale_y, pad_x, pad_y): input = orig * scale + pad
+
+    def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
+        return Batch(
+            self.images.to(device, non_blocking=non_blocking),
+            self.targets.to(device, non_blocking),
+            *(t.to(device, non_blocking=non_blocking) for t in (self.image_ids, self.orig_sizes, self.letterbox)),
+        )
+
+    def pin_memory(self) -> Batch:
+        """Called by ``DataLoader(pin_memory=True)`` in its pinning thread."""
+        t = self.targets
+        return Batch(
+            self.images.pin_memory(),
+            Targets(t.batch_index.pin_memory(), t.boxes.pin_memory(), t.classes.pin_memory()),
+            self.image_ids.pin_memory(),
+            self.orig_sizes.pin_memory(),
+            self.letterbox.pin_memory(),
+        )
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])

@@ -1,0 +1,1 @@
+"""Data sources, the dataset doctor, augmentation and loading."""

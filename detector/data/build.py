@@ -1,0 +1,83 @@
+"""From config nodes to sources, checked splits, datasets: what the entry points call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+
+from detector.config import ConfigError
+from detector.data.dataset import DetectionDataset
+from detector.data.sources import CocoJsonSource, DataError, YoloSource
+from detector.data.transforms import build_train_pipeline, build_val_pipeline
+from detector.data.verify import SplitIndex, verify_split
+
+
+def _instantiate(node: DictConfig, key: str) -> Any:
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, DataError):
+            raise cause
+        raise ConfigError(f"cannot build {key}: {str(cause).splitlines()[0]}") from err
+
+
+def build_source(data_cfg: DictConfig) -> YoloSource | CocoJsonSource:
+    """The dataset source a ``data`` config describes (the shapes dataset is generated here)."""
+    return _instantiate(data_cfg, "data")
+
+
+def load_split(
+    source: YoloSource | CocoJsonSource,
+    split: str,
+    report_dir: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> SplitIndex:
+    """Check (or load the cached check of) one split, log its one-line summary and, when it has
+    problems and ``report_dir`` is given, write ``<split>_problems.txt`` there."""
+    index = verify_split(source.split(split))
+    line = index.summary()
+    if index.problems and report_dir is not None:
+        report = index.write_report(Path(report_dir) / f"{split}_problems.txt")
+        line += f" (report: {report})"
+    log(line)
+    if len(index) == 0:
+        raise DataError(f"{split}: no usable images ({index.num_listed} listed, all with problems)")
+    return index
+
+
+def build_augment(augment_cfg: DictConfig) -> dict[str, Any]:
+    """Instantiate the albumentations transforms of an ``augment`` config."""
+    return _instantiate(augment_cfg, "augment")
+
+
+def train_dataset(
+    index: SplitIndex,
+    augment_cfg: DictConfig,
+    imgsz: int,
+    seed: int,
+    epochs: int | None,
+    cache_images: bool = False,
+) -> DetectionDataset:
+    """The training dataset: the configured pipeline, mosaic off for the last ``close_mosaic`` of
+    ``epochs`` (``None``: mosaic never closes)."""
+    augment = build_augment(augment_cfg)
+    close = int(augment.get("close_mosaic", 0)) if epochs is not None else 0
+    return DetectionDataset(
+        index,
+        build_train_pipeline(augment, imgsz),
+        imgsz,
+        seed=seed,
+        cache_images=cache_images,
+        close_mosaic_epoch=max(epochs - close, 0) if epochs is not None and close > 0 else None,
+    )
+
+
+def val_dataset(index: SplitIndex, imgsz: int, cache_images: bool = False) -> DetectionDataset:
+    """The validation dataset: letterbox only."""
+    return DetectionDataset(index, build_val_pipeline(imgsz), imgsz, cache_images=cache_images)

@@ -1,0 +1,146 @@
+"""The detection dataset: a checked split (:class:`SplitIndex`) seen through an augmentation pipeline."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from detector.data.sources import DataError
+from detector.data.transforms import Augmented, Pipeline, letterbox_params, mix
+from detector.data.verify import SplitIndex
+
+log = logging.getLogger(__name__)
+
+
+class Item(NamedTuple):
+    """One sample as the dataset returns it; :func:`detector.data.loader.collate` batches them."""
+
+    image: torch.Tensor  # [3, imgsz, imgsz] uint8 RGB
+    boxes: torch.Tensor  # [N, 4] float32 xyxy input pixels
+    classes: torch.Tensor  # [N] int64
+    image_id: int
+    orig_size: tuple[int, int]  # (height, width) of the image file
+    letterbox: torch.Tensor  # [4] scale_x, scale_y, pad_x, pad_y (meaningful without mosaic / affine)
+
+
+def read_image(path: str) -> np.ndarray:
+    """Decode an image file to ``[H, W, 3]`` uint8 RGB (grey and RGBA converted)."""
+    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    if image is None:
+        raise DataError(f"cannot read {path} any more (it was readable when the split was checked)")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def fit_longest_side(image: np.ndarray, imgsz: int) -> np.ndarray:
+    """Resize so that the longer side is ``imgsz`` (area interpolation when shrinking)."""
+    h, w = image.shape[:2]
+    scale = imgsz / max(h, w)
+    if scale == 1.0:
+        return image
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+
+
+class ImageCache:
+    """Decoded, resized images of a split in one contiguous uint8 buffer (no per-image Python
+    objects, so forked loader workers share it without copying)."""
+
+    def __init__(self, index: SplitIndex, imgsz: int, workers: int = 4) -> None:
+        def load(i: int) -> np.ndarray:
+            return fit_longest_side(read_image(index.path(i)), imgsz)
+
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+            images = list(pool.map(load, range(len(index))))
+        self.shapes = np.array([im.shape for im in images], dtype=np.int64).reshape(-1, 3)
+        self.offsets = np.concatenate([[0], np.cumsum(self.shapes.prod(1))]).astype(np.int64)
+        self.buffer = np.concatenate([im.reshape(-1) for im in images]) if images else np.zeros(0, np.uint8)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.buffer.nbytes)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return self.buffer[self.offsets[i] : self.offsets[i + 1]].reshape(self.shapes[i])
+
+
+class DetectionDataset(Dataset[Item]):
+    """Samples of one split at ``imgsz``, augmented by ``pipeline``.
+
+    Every random draw of sample ``i`` in epoch ``e`` comes from ``default_rng([seed, e, i])``, so
+    the data are the same for the same seed whatever the number of workers, and a resumed run
+    sees exactly the batches it would have seen. Crowd regions are not training targets.
+    ``close_mosaic_epoch`` is the first epoch trained without mosaic (``None``: never).
+    """
+
+    def __init__(
+        self,
+        index: SplitIndex,
+        pipeline: Pipeline,
+        imgsz: int,
+        seed: int = 0,
+        cache_images: bool = False,
+        close_mosaic_epoch: int | None = None,
+        cache_workers: int = 4,
+    ) -> None:
+        self.index = index
+        self.pipeline = pipeline
+        self.imgsz = imgsz
+        self.seed = seed
+        self.close_mosaic_epoch = close_mosaic_epoch
+        self._mosaic_configured = pipeline.mosaic_active
+        self.cache = ImageCache(index, imgsz, cache_workers) if cache_images else None
+        self.epoch = 0
+        self.set_epoch(0)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose random draws ``__getitem__`` makes (and whether mosaic is on)."""
+        self.epoch = int(epoch)
+        closed = self.close_mosaic_epoch is not None and self.epoch >= self.close_mosaic_epoch
+        self.pipeline.mosaic_active = self._mosaic_configured and not closed
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Image ``i`` with its longer side at ``imgsz`` and its (non-crowd) boxes scaled to it."""
+        image = self.cache[i] if self.cache is not None else fit_longest_side(read_image(self.index.path(i)), self.imgsz)
+        boxes, classes, crowd = self.index.annotations(i)
+        h0, w0 = self.index.sizes[i]
+        h1, w1 = image.shape[:2]
+        scale = np.array([w1 / w0, h1 / h0, w1 / w0, h1 / h0], dtype=np.float32)
+        keep = ~crowd
+        return image, boxes[keep] * scale, classes[keep]
+
+    def augment(self, i: int, rng: np.random.Generator) -> Augmented:
+        image, boxes, classes = self.load(i)
+        partners = []
+        for j in rng.integers(0, len(self), size=self.pipeline.partners_needed()):
+            p_image, p_boxes, p_classes = self.load(int(j))
+            partners.append({"image": p_image, "bboxes": p_boxes, "classes": p_classes})
+        return self.pipeline(image, boxes, classes, seed=int(rng.integers(2**31)), partners=partners)
+
+    def __getitem__(self, i: int) -> Item:
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        sample = self.augment(i, rng)
+        if self.pipeline.mixup > 0 and rng.random() < self.pipeline.mixup:
+            sample = mix(sample, self.augment(int(rng.integers(0, len(self))), rng), rng)
+        h0, w0 = (int(v) for v in self.index.sizes[i])
+        if self.cache is not None:
+            loaded = tuple(int(v) for v in self.cache.shapes[i][:2])
+        else:
+            scale = self.imgsz / max(h0, w0)
+            loaded = (max(1, round(h0 * scale)), max(1, round(w0 * scale)))
+        return Item(
+            image=torch.from_numpy(sample.image).permute(2, 0, 1).contiguous(),
+            boxes=torch.from_numpy(sample.boxes),
+            classes=torch.from_numpy(sample.classes),
+            image_id=int(self.index.image_ids[i]),
+            orig_size=(h0, w0),
+            letterbox=torch.from_numpy(letterbox_params((h0, w0), loaded, self.imgsz)),
+        )

@@ -1,0 +1,98 @@
+"""Batches: a seeded, epoch-aware sampler (or ``DistributedSampler`` under torchrun) and collation."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, DistributedSampler, Sampler
+
+from detector.data.dataset import DetectionDataset, Item
+from detector.types import Batch, Targets
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation per epoch drawn from ``(seed, epoch)``: reproducible and resumable."""
+
+    def __init__(self, length: int, shuffle: bool = True, seed: int = 0) -> None:
+        self.length = length
+        self.shuffle = shuffle
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self) -> Iterator[int]:
+        if not self.shuffle:
+            return iter(range(self.length))
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+def collate(items: Sequence[Item]) -> Batch:
+    """Stack images; flatten targets with the index of the image each box belongs to."""
+    counts = [len(item.classes) for item in items]
+    return Batch(
+        images=torch.stack([item.image for item in items]),
+        targets=Targets(
+            batch_index=torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts, dtype=torch.long)),
+            boxes=torch.cat([item.boxes for item in items]).reshape(-1, 4),
+            classes=torch.cat([item.classes for item in items]).reshape(-1),
+        ),
+        image_ids=torch.tensor([item.image_id for item in items], dtype=torch.long),
+        orig_sizes=torch.tensor([item.orig_size for item in items], dtype=torch.long),
+        letterbox=torch.stack([item.letterbox for item in items]),
+    )
+
+
+def seed_worker(worker_id: int) -> None:
+    """Seed the global RNGs of a loader worker from the seed torch gave it (for any code that
+    uses them; the dataset itself draws from per-sample generators)."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def build_loader(
+    dataset: DetectionDataset,
+    batch_size: int,
+    shuffle: bool,
+    workers: int = 4,
+    seed: int = 0,
+    pin_memory: bool | None = None,
+    drop_last: bool = False,
+) -> DataLoader:
+    """A loader over ``dataset``; under an initialised process group a ``DistributedSampler``
+    gives each rank its share. Call :func:`set_epoch` before each epoch."""
+    if dist.is_available() and dist.is_initialized():
+        sampler: Sampler[int] = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
+    else:
+        sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=torch.cuda.is_available() if pin_memory is None else pin_memory,
+        drop_last=drop_last,
+        worker_init_fn=seed_worker,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=False,  # workers are forked per epoch and see the dataset's current epoch
+        prefetch_factor=4 if workers > 0 else None,
+    )
+
+
+def set_epoch(loader: DataLoader, epoch: int) -> None:
+    """Move the sampler and the dataset to ``epoch`` (order, augmentation draws, close-mosaic)."""
+    if hasattr(loader.sampler, "set_epoch"):
+        loader.sampler.set_epoch(epoch)
+    if hasattr(loader.dataset, "set_epoch"):
+        loader.dataset.set_epoch(epoch)

@@ -1,0 +1,31 @@
+"""``python scripts/show_batch.py``: one augmented batch as a PNG grid with boxes and class names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from detector.data.build import build_source, load_split, train_dataset
+from detector.data.loader import collate
+from detector.eval.plots import draw_boxes, image_grid, save_png
+from detector.runs import make_run_dir
+
+
+def run(cfg: DictConfig) -> Path:
+    """Draw the first ``batch`` samples of ``split`` through the training pipeline, with the random
+    draws of ``epoch`` (mosaic on: the close-mosaic epochs depend on a training length)."""
+    source = build_source(cfg.data)
+    index = load_split(source, cfg.split)
+    dataset = train_dataset(index, cfg.augment, cfg.imgsz, seed=cfg.seed, epochs=None)
+    dataset.set_epoch(cfg.epoch)
+    batch = collate([dataset[i % len(dataset)] for i in range(cfg.batch)])
+    images = []
+    for b in range(len(batch)):
+        mine = batch.targets.batch_index == b
+        image = batch.images[b].permute(1, 2, 0).numpy()
+        images.append(draw_boxes(image, batch.targets.boxes[mine].numpy(), batch.targets.classes[mine].numpy(), index.names))
+    run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
+    path = save_png(run_dir / f"{cfg.split}_batch.png", image_grid(images))
+    print(f"{len(batch)} images, {len(batch.targets.classes)} boxes -> {path}")
+    return path

@@ -1,0 +1,323 @@
+"""Dataset sources: where a split's images are and what their raw labels say.
+
+A source resolves a split name (``train``, ``val``, ``test``) into a :class:`SplitSpec`, which
+the dataset doctor (:mod:`detector.data.verify`) checks and turns into a compact index. Every
+source yields the same thing, so everything downstream is format-agnostic.
+
+- :class:`YoloSource`: an Ultralytics-style ``data.yaml`` (or the same keys given inline).
+- :class:`CocoJsonSource`: COCO instances JSON files plus image folders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+def data_dir() -> Path:
+    """Where datasets live: ``$DETECTOR_DATA``, or the repository's ``data/`` folder."""
+    return Path(os.environ.get("DETECTOR_DATA") or Path(__file__).resolve().parents[2] / "data")
+
+
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"})
+
+
+class DataError(ValueError):
+    """A dataset that cannot be used as given; the message says what and where, in one line."""
+
+
+@dataclass
+class CocoAnnotation:
+    """One raw COCO annotation, as written in the JSON (``bbox`` is ``[x, y, w, h]`` in pixels)."""
+
+    ann_id: Any
+    category_id: Any
+    bbox: Any
+    iscrowd: Any = 0
+
+
+@dataclass
+class SplitSpec:
+    """One split of one dataset, before any file is read.
+
+    ``images`` are absolute paths. For YOLO text labels ``label_files[i]`` is the label path of
+    ``images[i]`` (it may not exist: a background image). For COCO, ``coco_annotations[i]`` holds
+    the raw annotations of ``images[i]``, ``coco_sizes[i]`` the JSON's ``(height, width)`` and
+    ``category_ids`` maps COCO category ids to contiguous classes.
+    """
+
+    name: str
+    source: str  # where it came from, for messages and the cache key: a data.yaml, a JSON file
+    names: list[str]
+    images: list[Path]
+    label_files: list[Path] | None = None
+    coco_annotations: list[list[CocoAnnotation]] | None = None
+    coco_sizes: list[tuple[int, int]] | None = None
+    category_ids: dict[Any, int] = field(default_factory=dict)
+    image_ids: list[int] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "coco" if self.coco_annotations is not None else "yolo"
+
+
+def parse_names(names: Any, where: str) -> list[str]:
+    """Class names from a list or a ``{index: name}`` mapping with contiguous indices from 0."""
+    if isinstance(names, Mapping):
+        try:
+            indexed = {int(k): str(v) for k, v in names.items()}
+        except (TypeError, ValueError) as err:
+            raise DataError(f"{where}: names keys must be class indices, got {list(names)[:5]}") from err
+        if sorted(indexed) != list(range(len(indexed))):
+            raise DataError(f"{where}: names indices must be 0..{len(indexed) - 1} without gaps")
+        return [indexed[i] for i in range(len(indexed))]
+    if isinstance(names, Sequence) and not isinstance(names, str) and len(names) > 0:
+        return [str(n) for n in names]
+    raise DataError(f"{where}: 'names' must be a non-empty list or an {{index: name}} mapping")
+
+
+def image_to_label_path(image: Path) -> Path:
+    """The Ultralytics convention: the last ``images`` folder in the path becomes ``labels``, suffix ``.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")  # no images/ folder: label beside the image
+
+
+def list_images(entry: Path, where: str) -> list[Path]:
+    """Image paths of a split entry: a folder (searched recursively), a ``.txt`` list of paths, or one image."""
+    if entry.is_dir():
+        return sorted(p for p in entry.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if entry.suffix == ".txt" and entry.is_file():
+        base = entry.parent
+        lines = [line.strip() for line in entry.read_text().splitlines() if line.strip()]
+        return [(base / line).resolve() if not os.path.isabs(line) else Path(line) for line in lines]
+    if entry.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
+        return [entry]
+    raise DataError(f"{where}: {entry} does not exist (expected an image folder, a .txt list of images, or an image)")
+
+
+class YoloSource:
+    """An Ultralytics-style dataset: ``file`` (a ``data.yaml``) or the same keys given inline.
+
+    Keys: ``path`` (root, relative to the yaml's folder), ``train`` / ``val`` / ``test`` (a folder, a
+    ``.txt`` list of images, or a list of those, relative to ``path``), ``names`` (list or mapping).
+    Labels are found by replacing the last ``images`` folder of an image path with ``labels``.
+    ``download`` is the text shown when the dataset is missing.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        num_classes: int,
+        file: str | None = None,
+        path: str | None = None,
+        train: Any = None,
+        val: Any = None,
+        test: Any = None,
+        download: str | None = None,
+    ) -> None:
+        self.names = list(names)
+        self.num_classes = int(num_classes)
+        self.download = download
+        if file is not None:
+            spec = read_yolo_yaml(file)
+            self.where = str(Path(file).resolve())
+            base = Path(file).resolve().parent
+            root = base / spec["path"] if spec.get("path") else base
+            self.splits = {k: spec.get(k) for k in ("train", "val", "test")}
+        else:
+            if path is None:
+                raise DataError("data: give either 'file' (a data.yaml) or 'path' with 'train' / 'val'")
+            root = Path(path).expanduser()
+            self.where = str(root.resolve())
+            self.splits = {"train": train, "val": val, "test": test}
+        self.root = root.resolve()
+
+    def split(self, name: str) -> SplitSpec:
+        entries = self.splits.get(name)
+        if entries is None:
+            raise DataError(f"{self.where}: no '{name}' split defined")
+        if not self.root.exists():
+            hint = f". To get it: {self.download}" if self.download else ""
+            raise DataError(f"dataset not found at {self.root}{hint}")
+        entries = [entries] if isinstance(entries, (str, os.PathLike)) else list(entries)
+        images: list[Path] = []
+        for entry in entries:
+            images += list_images((self.root / str(entry)).resolve(), f"{self.where} [{name}]")
+        if not images:
+            raise DataError(f"{self.where} [{name}]: no images found under {', '.join(map(str, entries))}")
+        return SplitSpec(
+            name=name,
+            source=self.where,
+            names=self.names,
+            images=images,
+            label_files=[image_to_label_path(p) for p in images],
+        )
+
+
+@lru_cache(maxsize=32)
+def _read_yaml_cached(path: str, mtime_ns: int) -> dict[str, Any]:
+    with open(path) as f:
+        content = yaml.safe_load(f)
+    if not isinstance(content, dict):
+        raise DataError(f"{path}: not a YAML mapping")
+    return content
+
+
+def read_yolo_yaml(file: str | os.PathLike) -> dict[str, Any]:
+    """Parse an Ultralytics ``data.yaml``; one-line errors for a missing or malformed file."""
+    path = Path(file).expanduser()
+    if not path.is_file():
+        raise DataError(f"data.yaml not found: {path}")
+    try:
+        content = _read_yaml_cached(str(path.resolve()), path.stat().st_mtime_ns)
+    except yaml.YAMLError as err:
+        raise DataError(f"{path}: invalid YAML ({str(err).splitlines()[0]})") from err
+    if "names" not in content:
+        raise DataError(f"{path}: no 'names' key")
+    if not any(content.get(k) for k in ("train", "val")):
+        raise DataError(f"{path}: needs a 'train' or 'val' split")
+    return content
+
+
+class CocoJsonSource:
+    """COCO instances JSON files plus image folders, one pair per split.
+
+    Category ids are remapped to contiguous classes in the order of their ids; the names are
+    the categories' names. Crowd annotations (``iscrowd: 1``) are kept as such, so that training
+    can skip them and evaluation can ignore detections on them.
+    """
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        num_classes: int,
+        train_json: str | None = None,
+        train_images: str | None = None,
+        val_json: str | None = None,
+        val_images: str | None = None,
+        test_json: str | None = None,
+        test_images: str | None = None,
+        download: str | None = None,
+    ) -> None:
+        self.names = list(names)
+        self.num_classes = int(num_classes)
+        self.download = download
+        self.splits = {
+            "train": (train_json, train_images),
+            "val": (val_json, val_images),
+            "test": (test_json, test_images),
+        }
+
+    def split(self, name: str) -> SplitSpec:
+        json_path, image_dir = self.splits.get(name, (None, None))
+        if json_path is None:
+            raise DataError(f"data: no '{name}' split: set data.{name}_json and data.{name}_images")
+        if image_dir is None:
+            raise DataError(f"data.{name}_images is not set (the folder holding the images of {json_path})")
+        content = read_coco_json(json_path, self.download)
+        folder = Path(image_dir).expanduser().resolve()
+        if not folder.is_dir():
+            hint = f". To get it: {self.download}" if self.download else ""
+            raise DataError(f"image folder not found: {folder}{hint}")
+        categories = coco_categories(content, json_path)
+        by_image: dict[Any, list[CocoAnnotation]] = {}
+        for ann in content.get("annotations", []):
+            if not isinstance(ann, dict) or "image_id" not in ann:
+                continue  # reported by the doctor through the image it belongs to, when it has one
+            by_image.setdefault(ann["image_id"], []).append(
+                CocoAnnotation(ann.get("id"), ann.get("category_id"), ann.get("bbox"), ann.get("iscrowd", 0))
+            )
+        images, annotations, sizes, ids = [], [], [], []
+        for img in content.get("images", []):
+            images.append(folder / str(img.get("file_name", "")))
+            annotations.append(by_image.get(img.get("id"), []))
+            sizes.append((int(img.get("height", 0) or 0), int(img.get("width", 0) or 0)))
+            ids.append(img.get("id"))
+        if not images:
+            raise DataError(f"{json_path}: no images listed")
+        int_ids = ids if all(isinstance(i, int) for i in ids) else None
+        return SplitSpec(
+            name=name,
+            source=str(Path(json_path).resolve()),
+            names=self.names,
+            images=images,
+            coco_annotations=annotations,
+            coco_sizes=sizes,
+            category_ids={cid: i for i, (cid, _) in enumerate(categories)},
+            image_ids=int_ids,
+        )
+
+
+@lru_cache(maxsize=8)
+def _read_json_cached(path: str, mtime_ns: int) -> dict[str, Any]:
+    with open(path) as f:
+        return json.load(f)
+
+
+def read_coco_json(file: str | os.PathLike, download: str | None = None) -> dict[str, Any]:
+    path = Path(file).expanduser()
+    if not path.is_file():
+        hint = f". To get it: {download}" if download else ""
+        raise DataError(f"COCO JSON not found: {path}{hint}")
+    try:
+        content = _read_json_cached(str(path.resolve()), path.stat().st_mtime_ns)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path}: invalid JSON ({err})") from err
+    if not isinstance(content, dict) or "images" not in content or "categories" not in content:
+        raise DataError(f"{path}: not a COCO instances file (needs 'images' and 'categories')")
+    return content
+
+
+def coco_categories(content: dict[str, Any], where: Any) -> list[tuple[Any, str]]:
+    """``(category id, name)`` pairs sorted by id: the order of the contiguous classes."""
+    try:
+        cats = sorted(((c["id"], str(c["name"])) for c in content["categories"]), key=lambda c: c[0])
+    except (KeyError, TypeError) as err:
+        raise DataError(f"{where}: every category needs an 'id' and a 'name'") from err
+    if not cats:
+        raise DataError(f"{where}: no categories")
+    return cats
+
+
+def dataset_names(kind: str, file: str) -> list[str]:
+    """Class names read from a dataset file: ``yolo`` (a data.yaml) or ``coco`` (an instances JSON).
+    Registered as the config resolver ``${dataset_names:yolo,${.file}}``."""
+    if file is None or str(file) == "???":
+        key = "data.file=/path/to/data.yaml" if kind == "yolo" else "data.train_json=/path/to/instances.json"
+        raise DataError(f"no dataset file given: set {key}")
+    if kind == "yolo":
+        return parse_names(read_yolo_yaml(file)["names"], str(file))
+    if kind == "coco":
+        return [name for _, name in coco_categories(read_coco_json(file), file)]
+    raise DataError(f"dataset_names: unknown kind {kind!r} (yolo or coco)")
+
+
+class ShapesSource(YoloSource):
+    """The built-in dataset: generated into ``root`` on first use (see :mod:`detector.data.shapes`)."""
+
+    def __init__(
+        self,
+        names: Sequence[str],
+        num_classes: int,
+        root: str,
+        num_train: int = 1000,
+        num_val: int = 200,
+        imgsz: int = 320,
+        seed: int = 0,
+    ) -> None:
+        from detector.data.shapes import SHAPE_NAMES, ensure_shapes
+
+        if list(names) != list(SHAPE_NAMES):
+            raise DataError(f"the shapes dataset has the classes {list(SHAPE_NAMES)}; data.names says {list(names)}")
+        file = ensure_shapes(Path(root).expanduser(), num_train=num_train, num_val=num_val, imgsz=imgsz, seed=seed)
+        super().__init__(names, num_classes, file=str(file))

@@ -1,0 +1,1 @@
+"""Post-processing, metrics and plots."""
