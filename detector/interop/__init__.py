@@ -1,0 +1,1 @@
+"""Bridges to other detection libraries (imported lazily, only by the functions that need them)."""

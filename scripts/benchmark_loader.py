@@ -1,0 +1,128 @@
+"""Training data-loader throughput, ours against Ultralytics', on the same images.
+
+    python scripts/benchmark_loader.py [--imgsz 640 --batch 16 --workers 2 --batches 30 --warmup 3
+                                        --rounds 3 --out runs/benchmark/loader.json]
+
+Both loaders read the 'train' split of the built-in shapes dataset (``data/shapes/data.yaml``,
+generated if missing) with the full training augmentation (mosaic, affine, colour, flip). Each
+measurement starts fresh workers, takes ``--warmup`` batches untimed (worker start-up included)
+and then times ``--batches`` batches. The measurements alternate (ours, theirs, ours, theirs, ...)
+so that both see the same machine conditions; the figure reported is the median over rounds.
+Ultralytics is imported before the first measurement, so its process-wide settings
+(``cv2.setNumThreads(0)``) apply to both loaders alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from detector.config import compose
+from detector.data.build import build_source, load_split, train_dataset
+from detector.data.loader import build_loader
+
+
+def images_per_second(
+    loader: Iterable[Any], count: Callable[[Any], int], warmup: int, batches: int, stop: Callable[[], None]
+) -> float:
+    """Throughput of one pass: ``warmup`` untimed batches, then ``batches`` timed ones; ``stop`` ends the workers."""
+    iterator = iter(loader)
+    try:
+        for _ in range(warmup):
+            next(iterator)
+        images, start = 0, time.perf_counter()
+        for _ in range(batches):
+            images += count(next(iterator))
+        return images / (time.perf_counter() - start)
+    finally:
+        del iterator  # a torch loader iterator shuts its workers down when released
+        stop()
+
+
+def write_json(path: Path, content: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(content, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--imgsz", type=int, default=640)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--batches", type=int, default=30, help="timed batches per measurement")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed batches before timing")
+    parser.add_argument("--rounds", type=int, default=3, help="measurements of each loader (at least 2)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=Path("runs/benchmark/loader.json"))
+    args = parser.parse_args()
+    if args.rounds < 2:
+        parser.error("--rounds must be at least 2")
+    os.environ["YOLO_OFFLINE"] = "1"  # before ultralytics is first imported (inside the interop module)
+    from detector.interop.ultralytics import TRAIN_AUGMENT, ultralytics_train_loader
+
+    cfg = compose("train", [f"imgsz={args.imgsz}"])
+    source = build_source(cfg.data)
+    index = load_split(source, "train")
+    ours_ds = train_dataset(index, cfg.augment, args.imgsz, seed=args.seed, epochs=cfg.train.epochs)
+    ours = build_loader(ours_ds, args.batch, shuffle=True, workers=args.workers, seed=args.seed)
+    theirs = ultralytics_train_loader(source.where, args.imgsz, args.batch, args.workers, seed=args.seed)
+    if len(ours) < args.warmup + args.batches:
+        parser.error(f"an epoch has {len(ours)} batches: --warmup + --batches must not exceed it")
+
+    loaders = {
+        "ours": (ours, lambda b: b.images.shape[0], lambda: None),
+        "ultralytics": (theirs, lambda b: b["img"].shape[0], theirs.reset),
+    }
+    rounds: dict[str, list[float]] = {name: [] for name in loaders}
+    for r in range(args.rounds):
+        for name, (loader, count, stop) in loaders.items():
+            rate = images_per_second(loader, count, args.warmup, args.batches, stop)
+            rounds[name].append(rate)
+            print(f"round {r + 1}/{args.rounds} {name:>11}: {rate:7.1f} images/s")
+    median = {name: statistics.median(rates) for name, rates in rounds.items()}
+    ratio = median["ours"] / median["ultralytics"]
+
+    table = Table(title=f"Training loader throughput (imgsz {args.imgsz}, batch {args.batch}, {args.workers} workers)")
+    table.add_column("loader")
+    table.add_column("images/s (median)", justify="right")
+    table.add_column("rounds", justify="right")
+    for name, rates in rounds.items():
+        table.add_row(name, f"{median[name]:.1f}", "  ".join(f"{x:.1f}" for x in rates))
+    table.add_row("ours / ultralytics", f"{ratio:.2f}x", "")
+    Console().print(table)
+
+    import ultralytics  # already imported by the interop module; only its version is read here
+
+    write_json(
+        args.out,
+        {
+            "images_per_s": median,
+            "ratio_ours_over_ultralytics": ratio,
+            "statistic": "median over rounds",
+            "rounds_images_per_s": rounds,
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "data": source.where,
+            "num_images": len(index),
+            "ultralytics_augment": {k: v for k, v in TRAIN_AUGMENT.items() if k != "augmentations"},
+            "versions": {"torch": torch.__version__, "ultralytics": ultralytics.__version__},
+            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
+        },
+    )
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,175 @@
+"""Augmentation keeps boxes true; the loader is seeded, epoch-aware and format-agnostic."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torchvision.ops import box_iou
+
+from detector.config import compose
+from detector.data.build import build_augment, train_dataset, val_dataset
+from detector.data.dataset import DetectionDataset
+from detector.data.loader import build_loader, set_epoch
+from detector.data.sources import YoloSource
+from detector.data.transforms import build_train_pipeline, build_val_pipeline, letterbox_params
+from detector.data.verify import verify_split
+from tests.data.fixtures import NAMES, write_twin_datasets
+
+IMGSZ = 160
+
+
+def painted(seed: int, first_class: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A grey image with three solid rectangles of distinct colours; their classes are unique."""
+    rng = np.random.default_rng(seed)
+    h, w = int(rng.integers(100, 160)), int(rng.integers(100, 160))
+    image = np.full((h, w, 3), 114, np.uint8)
+    boxes = []
+    for k in range(3):  # one rectangle per horizontal band, so they never overlap
+        y1 = k * h // 3 + 2
+        y2 = y1 + int(rng.integers(20, h // 3 - 2))
+        x1 = int(rng.integers(0, w // 2))
+        x2 = x1 + int(rng.integers(25, w // 2))
+        image[y1:y2, x1:x2] = rng.integers(30, 230, 3)
+        boxes.append((x1, y1, x2, y2))
+    return image, np.array(boxes, np.float32), np.arange(first_class, first_class + 3)
+
+
+def painted_extent(diff: np.ndarray) -> list[float]:
+    """Sub-pixel extent of a painted rectangle from how much each pixel changed. Interpolation
+    blurs its edges, but a blur keeps the area under the profile and its centre: along each axis
+    the width is the summed coverage and the centre its centroid."""
+    coverage = np.clip(diff / np.percentile(diff[diff > 0], 90), 0.0, 1.0)
+    extent = []
+    for profile in (coverage.max(0), coverage.max(1)):  # along x, along y
+        width = profile.sum()
+        centre = (profile * (np.arange(len(profile)) + 0.5)).sum() / width
+        extent.append((centre - width / 2, centre + width / 2))
+    (x1, x2), (y1, y2) = extent
+    return [x1, y1, x2, y2]
+
+
+def test_boxes_stay_true_through_the_full_training_pipeline() -> None:
+    """Each rectangle's region is found by running the pipeline twice with the same seed, once
+    without that rectangle: the pixels that differ are where it went. Its label must say so."""
+    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0"])
+    pipeline = build_train_pipeline(build_augment(cfg.augment), IMGSZ)
+    assert pipeline.partners_needed() == 3
+    checked = 0
+    for seed in range(40):
+        samples = [painted(100 * seed + s, 3 * s) for s in range(4)]
+
+        def run(erase: int | None):
+            parts = []
+            for s, (image, boxes, classes) in enumerate(samples):
+                image = image.copy()
+                for box, c in zip(boxes.astype(int), classes):
+                    if c == erase:
+                        image[box[1] : box[3], box[0] : box[2]] = 114
+                parts.append({"image": image, "bboxes": boxes, "classes": classes})
+            main = parts[0]
+            return pipeline(main["image"], main["bboxes"], main["classes"], seed=seed, partners=parts[1:])
+
+        full = run(None)
+        assert full.image.shape == (IMGSZ, IMGSZ, 3)
+        for box, c in zip(full.boxes, full.classes):
+            diff = np.abs(full.image.astype(int) - run(int(c)).image.astype(int)).max(-1)
+            region = torch.tensor([painted_extent(diff)], dtype=torch.float32)
+            iou = box_iou(torch.from_numpy(box[None]), region).item()
+            assert iou >= 0.9, (seed, int(c), box, region)
+            checked += 1
+    assert checked >= 150
+
+
+def test_letterbox_params_map_original_pixels_exactly() -> None:
+    pipeline = build_val_pipeline(IMGSZ)
+    for h, w in [(100, 150), (150, 100), (77, 91), (160, 160), (333, 101)]:
+        scale = IMGSZ / max(h, w)
+        loaded = (max(1, round(h * scale)), max(1, round(w * scale)))
+        sx, sy, px, py = letterbox_params((h, w), loaded, IMGSZ)
+        image = np.zeros((*loaded, 3), np.uint8)
+        whole = np.array([[0, 0, loaded[1], loaded[0]]], np.float32)
+        out = pipeline(image, whole, np.zeros(1, np.int64), seed=0)
+        np.testing.assert_allclose(out.boxes[0], [px, py, w * sx + px, h * sy + py], atol=1e-3)
+
+
+@pytest.fixture()
+def twin_index(tmp_path):
+    data_yaml, _, _ = write_twin_datasets(tmp_path)
+    return verify_split(YoloSource(NAMES, 3, file=str(data_yaml)).split("val"), cache_dir=tmp_path / "cache")
+
+
+def batches(loader, epoch: int) -> list:
+    set_epoch(loader, epoch)
+    return list(loader)
+
+
+def test_same_seed_same_batches_whatever_the_workers(twin_index) -> None:
+    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0.5"])
+    make = lambda: train_dataset(twin_index, cfg.augment, IMGSZ, seed=3, epochs=10)  # noqa: E731
+    serial = batches(build_loader(make(), 2, shuffle=True, workers=0, seed=3), epoch=1)
+    parallel = batches(build_loader(make(), 2, shuffle=True, workers=2, seed=3), epoch=1)
+    for a, b in zip(serial, parallel, strict=True):
+        assert torch.equal(a.images, b.images) and torch.equal(a.targets.boxes, b.targets.boxes)
+        assert torch.equal(a.image_ids, b.image_ids)
+    other_epoch = batches(build_loader(make(), 2, shuffle=True, workers=0, seed=3), epoch=2)
+    assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, other_epoch))
+    other_seed = batches(build_loader(train_dataset(twin_index, cfg.augment, IMGSZ, seed=4, epochs=10), 2, True, 0, 4), 1)
+    assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, other_seed))
+
+
+def test_close_mosaic_switches_mosaic_off_for_the_last_epochs(twin_index) -> None:
+    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.close_mosaic=2"])
+    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=0, epochs=5)
+    for epoch, expected in [(0, True), (2, True), (3, False), (4, False)]:
+        dataset.set_epoch(epoch)
+        assert dataset.pipeline.mosaic_active is expected
+        assert dataset.pipeline.partners_needed() == (3 if expected else 0)
+    off = compose("train", [f"imgsz={IMGSZ}", "augment.mosaic.p=0"])
+    assert train_dataset(twin_index, off.augment, IMGSZ, 0, 5).pipeline.partners_needed() == 0
+
+
+def test_val_batches_are_letterboxed_originals(twin_index) -> None:
+    loader = build_loader(val_dataset(twin_index, IMGSZ), 5, shuffle=False, workers=0)
+    (batch,) = list(loader)
+    assert batch.images.dtype == torch.uint8 and batch.images.shape == (5, 3, IMGSZ, IMGSZ)
+    assert batch.orig_sizes.tolist() == twin_index.sizes.tolist()
+    scale = batch.letterbox[batch.targets.batch_index]  # [M, 4]
+    original = torch.from_numpy(twin_index.boxes)
+    expected = original * scale[:, [0, 1, 0, 1]] + scale[:, [2, 3, 2, 3]]
+    torch.testing.assert_close(batch.targets.boxes, expected, atol=1e-3, rtol=0)
+
+
+def test_ram_cache_gives_the_same_samples(twin_index) -> None:
+    cfg = compose("train", [f"imgsz={IMGSZ}"])
+    plain = train_dataset(twin_index, cfg.augment, IMGSZ, seed=1, epochs=3)
+    cached = train_dataset(twin_index, cfg.augment, IMGSZ, seed=1, epochs=3, cache_images=True)
+    assert cached.cache is not None and cached.cache.buffer.ndim == 1  # one flat buffer
+    for i in range(len(plain)):
+        a, b = plain[i], cached[i]
+        assert torch.equal(a.image, b.image) and torch.equal(a.boxes, b.boxes)
+
+
+def test_distributed_sampler_under_a_process_group(twin_index, tmp_path) -> None:
+    import torch.distributed as dist
+    from torch.utils.data import DistributedSampler
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'pg'}", rank=0, world_size=1)
+    try:
+        loader = build_loader(val_dataset(twin_index, IMGSZ), 2, shuffle=True, workers=0, seed=0)
+        assert isinstance(loader.sampler, DistributedSampler)
+        assert sum(len(b) for b in batches(loader, 0)) == len(twin_index)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_dataset_is_a_function_of_seed_epoch_and_index(twin_index) -> None:
+    cfg = compose("train", [f"imgsz={IMGSZ}"])
+    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=0, epochs=10)
+    assert isinstance(dataset, DetectionDataset)
+    dataset.set_epoch(4)
+    first = dataset[2]
+    dataset.set_epoch(0)
+    _ = dataset[2]
+    dataset.set_epoch(4)
+    assert torch.equal(dataset[2].image, first.image)
