@@ -1,7 +1,7 @@
 """Training data-loader throughput, ours against Ultralytics', on the same images.
 
     python scripts/benchmark_loader.py [--imgsz 640 --batch 16 --workers 2 --batches 30 --warmup 3
-                                        --rounds 3 --out runs/benchmark/loader.json]
+                                        --rounds 5 --out runs/benchmark/loader.json]
 
 Both loaders read the 'train' split of the built-in shapes dataset (``data/shapes/data.yaml``,
 generated if missing) with the full training augmentation (mosaic, affine, colour, flip). Each
@@ -64,7 +64,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batches", type=int, default=30, help="timed batches per measurement")
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches before timing")
-    parser.add_argument("--rounds", type=int, default=3, help="measurements of each loader (at least 2)")
+    parser.add_argument("--rounds", type=int, default=5, help="measurements of each loader (at least 2)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark/loader.json"))
     args = parser.parse_args()

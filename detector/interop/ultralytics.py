@@ -48,8 +48,8 @@ def _require_ultralytics() -> ModuleType:
     return ultralytics
 
 
-def _train_images(data_yaml: Path) -> tuple[list[str], dict[int, str]]:
-    """The 'train' entries (folders or .txt lists) of a data.yaml as absolute paths, and its names.
+def _train_images(data_yaml: Path) -> tuple[Path, list[str], dict[int, str]]:
+    """A data.yaml's root, its 'train' entries (folders or .txt lists) as absolute paths, and its names.
 
     Paths resolve as :class:`detector.data.sources.YoloSource` resolves them (``path`` relative to
     the yaml's folder), so both libraries read the same images. Ultralytics' ``check_det_dataset``
@@ -63,7 +63,7 @@ def _train_images(data_yaml: Path) -> tuple[list[str], dict[int, str]]:
         raise ValueError(f"{data_yaml}: no 'train' split defined")
     entries = [entries] if isinstance(entries, str) else list(entries)
     names = parse_names(spec["names"], str(data_yaml))
-    return [str((root / str(e)).resolve()) for e in entries], dict(enumerate(names))
+    return root, [str((root / str(e)).resolve()) for e in entries], dict(enumerate(names))
 
 
 def ultralytics_train_loader(
@@ -94,8 +94,8 @@ def ultralytics_train_loader(
     data_yaml = Path(data_yaml).expanduser()
     if not data_yaml.is_file():
         raise FileNotFoundError(f"data.yaml not found: {data_yaml}")
-    images, names = _train_images(data_yaml)
-    data = {"path": str(data_yaml.resolve().parent), "train": images, "names": names, "nc": len(names), "channels": 3}
+    root, images, names = _train_images(data_yaml)
+    data = {"path": str(root), "train": images, "names": names, "nc": len(names), "channels": 3}
     overrides = {
         "task": "detect",
         "mode": "train",
