@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
@@ -37,14 +38,26 @@ def read_image(path: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def fitted_size(h: int, w: int, imgsz: int) -> tuple[int, int]:
+    """``(height, width)`` of an ``h x w`` image resized so that its longer side is ``imgsz``."""
+    scale = imgsz / max(h, w)
+    return max(1, round(h * scale)), max(1, round(w * scale))
+
+
 def fit_longest_side(image: np.ndarray, imgsz: int) -> np.ndarray:
     """Resize so that the longer side is ``imgsz`` (area interpolation when shrinking)."""
     h, w = image.shape[:2]
-    scale = imgsz / max(h, w)
-    if scale == 1.0:
+    size = fitted_size(h, w, imgsz)
+    if size == (h, w):
         return image
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    return cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR)
+
+
+def epoch_order(length: int, seed: int, epoch: int) -> np.ndarray:
+    """The shuffled order of one epoch, a function of ``(seed, epoch)`` only: the sampler visits
+    samples in this order, and mosaic takes each sample's partners from its predecessors in it."""
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return torch.randperm(length, generator=generator).numpy()
 
 
 class ImageCache:
@@ -76,6 +89,10 @@ class DetectionDataset(Dataset[Item]):
     the data are the same for the same seed whatever the number of workers, and a resumed run
     sees exactly the batches it would have seen. Crowd regions are not training targets.
     ``close_mosaic_epoch`` is the first epoch trained without mosaic (``None``: never).
+
+    Mosaic partners of sample ``i`` are the samples just before it in the epoch's order
+    (:func:`epoch_order`): a loader worker has usually just loaded them, so a small per-process
+    memo of loaded images (``recent`` entries) saves most of their decoding.
     """
 
     def __init__(
@@ -87,6 +104,7 @@ class DetectionDataset(Dataset[Item]):
         cache_images: bool = False,
         close_mosaic_epoch: int | None = None,
         cache_workers: int = 4,
+        recent: int = 16,
     ) -> None:
         self.index = index
         self.pipeline = pipeline
@@ -95,6 +113,8 @@ class DetectionDataset(Dataset[Item]):
         self.close_mosaic_epoch = close_mosaic_epoch
         self._mosaic_configured = pipeline.mosaic_active
         self.cache = ImageCache(index, imgsz, cache_workers) if cache_images else None
+        self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._recent_size = recent if self.cache is None else 0
         self.epoch = 0
         self.set_epoch(0)
 
@@ -106,10 +126,30 @@ class DetectionDataset(Dataset[Item]):
         self.epoch = int(epoch)
         closed = self.close_mosaic_epoch is not None and self.epoch >= self.close_mosaic_epoch
         self.pipeline.mosaic_active = self._mosaic_configured and not closed
+        if self.pipeline.partners_needed():
+            self._order = epoch_order(len(self), self.seed, self.epoch)
+            self._position = np.empty_like(self._order)
+            self._position[self._order] = np.arange(len(self._order))
+
+    def _image(self, i: int) -> np.ndarray:
+        """Image ``i`` decoded and resized (longer side ``imgsz``); from the RAM cache or the memo of
+        recently loaded images when there. Callers must not modify it."""
+        if self.cache is not None:
+            return self.cache[i]
+        image = self._recent.get(i)
+        if image is None:
+            image = fit_longest_side(read_image(self.index.path(i)), self.imgsz)
+            if self._recent_size:
+                self._recent[i] = image
+                if len(self._recent) > self._recent_size:
+                    self._recent.popitem(last=False)
+        else:
+            self._recent.move_to_end(i)
+        return image
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image ``i`` with its longer side at ``imgsz`` and its (non-crowd) boxes scaled to it."""
-        image = self.cache[i] if self.cache is not None else fit_longest_side(read_image(self.index.path(i)), self.imgsz)
+        image = self._image(i)
         boxes, classes, crowd = self.index.annotations(i)
         h0, w0 = self.index.sizes[i]
         h1, w1 = image.shape[:2]
@@ -120,9 +160,12 @@ class DetectionDataset(Dataset[Item]):
     def augment(self, i: int, rng: np.random.Generator) -> Augmented:
         image, boxes, classes = self.load(i)
         partners = []
-        for j in rng.integers(0, len(self), size=self.pipeline.partners_needed()):
-            p_image, p_boxes, p_classes = self.load(int(j))
-            partners.append({"image": p_image, "bboxes": p_boxes, "classes": p_classes})
+        needed = self.pipeline.partners_needed()
+        if needed:
+            before = self._position[i] - np.arange(1, needed + 1)
+            for j in self._order[before % len(self)]:
+                p_image, p_boxes, p_classes = self.load(int(j))
+                partners.append({"image": p_image, "bboxes": p_boxes, "classes": p_classes})
         return self.pipeline(image, boxes, classes, seed=int(rng.integers(2**31)), partners=partners)
 
     def __getitem__(self, i: int) -> Item:
@@ -131,16 +174,11 @@ class DetectionDataset(Dataset[Item]):
         if self.pipeline.mixup > 0 and rng.random() < self.pipeline.mixup:
             sample = mix(sample, self.augment(int(rng.integers(0, len(self))), rng), rng)
         h0, w0 = (int(v) for v in self.index.sizes[i])
-        if self.cache is not None:
-            loaded = tuple(int(v) for v in self.cache.shapes[i][:2])
-        else:
-            scale = self.imgsz / max(h0, w0)
-            loaded = (max(1, round(h0 * scale)), max(1, round(w0 * scale)))
         return Item(
             image=torch.from_numpy(sample.image).permute(2, 0, 1).contiguous(),
             boxes=torch.from_numpy(sample.boxes),
             classes=torch.from_numpy(sample.classes),
             image_id=int(self.index.image_ids[i]),
             orig_size=(h0, w0),
-            letterbox=torch.from_numpy(letterbox_params((h0, w0), loaded, self.imgsz)),
+            letterbox=torch.from_numpy(letterbox_params((h0, w0), fitted_size(h0, w0, self.imgsz), self.imgsz)),
         )

@@ -5,17 +5,18 @@ from __future__ import annotations
 import random
 from collections.abc import Iterator, Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, DistributedSampler, Sampler
 
-from detector.data.dataset import DetectionDataset, Item
+from detector.data.dataset import DetectionDataset, Item, epoch_order
 from detector.types import Batch, Targets
 
 
 class EpochSampler(Sampler[int]):
-    """A permutation per epoch drawn from ``(seed, epoch)``: reproducible and resumable."""
+    """The permutation of :func:`epoch_order` per epoch: reproducible and resumable."""
 
     def __init__(self, length: int, shuffle: bool = True, seed: int = 0) -> None:
         self.length = length
@@ -29,8 +30,7 @@ class EpochSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         if not self.shuffle:
             return iter(range(self.length))
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
+        return iter(epoch_order(self.length, self.seed, self.epoch).tolist())
 
     def __len__(self) -> int:
         return self.length
@@ -70,7 +70,13 @@ def build_loader(
     drop_last: bool = False,
 ) -> DataLoader:
     """A loader over ``dataset``; under an initialised process group a ``DistributedSampler``
-    gives each rank its share. Call :func:`set_epoch` before each epoch."""
+    gives each rank its share. Call :func:`set_epoch` before each epoch.
+
+    With ``workers > 0`` OpenCV is made single-threaded in this process: forked workers cannot use
+    a thread pool the parent started (they hang in it), and the workers are the parallelism anyway.
+    """
+    if workers > 0:
+        cv2.setNumThreads(1)
     if dist.is_available() and dist.is_initialized():
         sampler: Sampler[int] = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     else:

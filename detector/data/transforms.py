@@ -73,10 +73,14 @@ class Pipeline:
             min_height=min_size,
             clip=True,
             filter_invalid_bboxes=True,
+            check_each_transform=False,  # filter once, at the end: boxes stay clipped to the image throughout
         )
-        plain = [*letterbox(imgsz), *transforms]
-        self._plain = A.Compose(plain, bbox_params=bbox_params, strict=True)
-        self._mosaic = A.Compose([mosaic, *plain], bbox_params=bbox_params, strict=True) if mosaic else None
+        self._plain = A.Compose([*letterbox(imgsz), *transforms], bbox_params=bbox_params, strict=True)
+        self._mosaic = None
+        if mosaic is not None:  # a mosaic is already imgsz x imgsz: no letterbox after it
+            if tuple(mosaic.target_size) != (imgsz, imgsz):
+                raise ValueError(f"mosaic target_size {tuple(mosaic.target_size)} must be ({imgsz}, {imgsz}), the imgsz")
+            self._mosaic = A.Compose([mosaic, *transforms], bbox_params=bbox_params, strict=True)
 
     def partners_needed(self) -> int:
         return 3 if self.mosaic_active and self._mosaic is not None else 0

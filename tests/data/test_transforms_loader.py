@@ -106,7 +106,8 @@ def batches(loader, epoch: int) -> list:
 
 def test_same_seed_same_batches_whatever_the_workers(twin_index) -> None:
     cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0.5"])
-    make = lambda: train_dataset(twin_index, cfg.augment, IMGSZ, seed=3, epochs=10)  # noqa: E731
+    make = lambda: train_dataset(twin_index, cfg.augment, IMGSZ, seed=3, epochs=100)  # noqa: E731
+    assert make().pipeline.partners_needed() == 3  # mosaic on: partners are part of what must repeat
     serial = batches(build_loader(make(), 2, shuffle=True, workers=0, seed=3), epoch=1)
     parallel = batches(build_loader(make(), 2, shuffle=True, workers=2, seed=3), epoch=1)
     for a, b in zip(serial, parallel, strict=True):
@@ -114,7 +115,7 @@ def test_same_seed_same_batches_whatever_the_workers(twin_index) -> None:
         assert torch.equal(a.image_ids, b.image_ids)
     other_epoch = batches(build_loader(make(), 2, shuffle=True, workers=0, seed=3), epoch=2)
     assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, other_epoch))
-    other_seed = batches(build_loader(train_dataset(twin_index, cfg.augment, IMGSZ, seed=4, epochs=10), 2, True, 0, 4), 1)
+    other_seed = batches(build_loader(train_dataset(twin_index, cfg.augment, IMGSZ, seed=4, epochs=100), 2, True, 0, 4), 1)
     assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, other_seed))
 
 
@@ -142,8 +143,8 @@ def test_val_batches_are_letterboxed_originals(twin_index) -> None:
 
 def test_ram_cache_gives_the_same_samples(twin_index) -> None:
     cfg = compose("train", [f"imgsz={IMGSZ}"])
-    plain = train_dataset(twin_index, cfg.augment, IMGSZ, seed=1, epochs=3)
-    cached = train_dataset(twin_index, cfg.augment, IMGSZ, seed=1, epochs=3, cache_images=True)
+    plain = train_dataset(twin_index, cfg.augment, IMGSZ, seed=1, epochs=100)
+    cached = train_dataset(twin_index, cfg.augment, IMGSZ, seed=1, epochs=100, cache_images=True)
     assert cached.cache is not None and cached.cache.buffer.ndim == 1  # one flat buffer
     for i in range(len(plain)):
         a, b = plain[i], cached[i]
@@ -165,7 +166,7 @@ def test_distributed_sampler_under_a_process_group(twin_index, tmp_path) -> None
 
 def test_dataset_is_a_function_of_seed_epoch_and_index(twin_index) -> None:
     cfg = compose("train", [f"imgsz={IMGSZ}"])
-    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=0, epochs=10)
+    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=0, epochs=100)
     assert isinstance(dataset, DetectionDataset)
     dataset.set_epoch(4)
     first = dataset[2]
@@ -173,3 +174,17 @@ def test_dataset_is_a_function_of_seed_epoch_and_index(twin_index) -> None:
     _ = dataset[2]
     dataset.set_epoch(4)
     assert torch.equal(dataset[2].image, first.image)
+
+
+def test_mosaic_partners_are_the_predecessors_in_the_epoch_order(twin_index, monkeypatch) -> None:
+    from detector.data.dataset import epoch_order
+
+    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0"])
+    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=5, epochs=100)
+    dataset.set_epoch(2)
+    loaded: list[int] = []
+    original = dataset.load
+    monkeypatch.setattr(dataset, "load", lambda i: (loaded.append(i), original(i))[1])
+    order = epoch_order(len(dataset), 5, 2).tolist()
+    dataset[order[3]]
+    assert loaded == [order[3], order[2], order[1], order[0]]  # the sample, then 3 distinct partners
