@@ -394,3 +394,24 @@ def _did_you_mean(e: ConfigKeyError | ConfigAttributeError) -> str:
 
 def _first_line(text: str) -> str:
     return next((line.strip() for line in str(text).splitlines() if line.strip()), "configuration error")
+
+
+def instantiate_node(node: DictConfig, key: str) -> Any:
+    """``hydra.utils.instantiate`` (plain containers); a failure names the node that failed in one line.
+
+    A :class:`detector.data.sources.DataError` from a constructor passes through unchanged.
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from detector.data.sources import DataError
+
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as err:
+        cause = err.__cause__ or err
+        if isinstance(cause, DataError):
+            raise cause from err
+        keys = [line.split(":", 1)[1].strip() for line in str(err).splitlines() if line.strip().startswith("full_key:")]
+        where = keys[0] if keys and keys[0] else key
+        raise ConfigError(f"cannot build {where}: {_first_line(str(cause))}") from err

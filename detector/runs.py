@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 
 def make_run_dir(project: str | os.PathLike, task: str, name: str, exist_ok: bool = False) -> Path:
@@ -23,14 +25,22 @@ def make_run_dir(project: str | os.PathLike, task: str, name: str, exist_ok: boo
             candidate = parent / f"{name}{n}"
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Create ``path`` by calling ``write`` on a temporary file in the same directory, then
+    ``os.replace``: readers see the old file or the whole new one, never a half-written one."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    return path
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically (see :func:`write_atomic`)."""
+    return write_atomic(path, lambda f: f.write(text.encode()))

@@ -31,6 +31,7 @@ from rich.table import Table
 from detector.config import compose
 from detector.data.build import build_source, load_split, train_dataset
 from detector.data.loader import build_loader
+from detector.runs import write_text_atomic
 
 
 def images_per_second(
@@ -51,10 +52,7 @@ def images_per_second(
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(content, indent=2) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(content, indent=2) + "\n")
 
 
 def main() -> None:

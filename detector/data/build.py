@@ -6,30 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from detector.config import ConfigError
+from detector.config import instantiate_node
 from detector.data.dataset import DetectionDataset
 from detector.data.sources import CocoJsonSource, DataError, YoloSource
 from detector.data.transforms import build_train_pipeline, build_val_pipeline
 from detector.data.verify import SplitIndex, verify_split
 
 
-def _instantiate(node: DictConfig, key: str) -> Any:
-    try:
-        return instantiate(node, _convert_="all")
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        if isinstance(cause, DataError):
-            raise cause
-        raise ConfigError(f"cannot build {key}: {str(cause).splitlines()[0]}") from err
-
-
 def build_source(data_cfg: DictConfig) -> YoloSource | CocoJsonSource:
     """The dataset source a ``data`` config describes (the shapes dataset is generated here)."""
-    return _instantiate(data_cfg, "data")
+    return instantiate_node(data_cfg, "data")
 
 
 def load_split(
@@ -53,7 +41,7 @@ def load_split(
 
 def build_augment(augment_cfg: DictConfig) -> dict[str, Any]:
     """Instantiate the albumentations transforms of an ``augment`` config."""
-    return _instantiate(augment_cfg, "augment")
+    return instantiate_node(augment_cfg, "augment")
 
 
 def train_dataset(

@@ -33,6 +33,8 @@ import cv2
 import numpy as np
 import yaml
 
+from detector.runs import write_text_atomic
+
 __all__ = ["FORMAT_VERSION", "SHAPE_NAMES", "ensure_shapes"]
 
 log = logging.getLogger(__name__)
@@ -409,13 +411,6 @@ def _generate(root: Path, counts: dict[str, int], seed: int, imgsz: int) -> None
             future.result()
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Write a small text file atomically (temporary file, then rename)."""
-    partial = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    partial.write_text(text)
-    os.replace(partial, path)
-
-
 def _data_yaml(root: Path) -> str:
     """The Ultralytics data.yaml text for a shapes folder that lives (or will live) at ``root``."""
     content = {
@@ -532,7 +527,7 @@ def ensure_shapes(
     data_yaml = root / "data.yaml"
     if _is_current(root, record):
         if data_yaml.read_text() != _data_yaml(root):
-            _write_text(data_yaml, _data_yaml(root))
+            write_text_atomic(data_yaml, _data_yaml(root))
         log.debug("reusing shapes dataset at %s", root)
         return data_yaml
     _check_replaceable(root)

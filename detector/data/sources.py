@@ -142,7 +142,8 @@ class YoloSource:
             self.splits = {"train": train, "val": val, "test": test}
         self.root = root.resolve()
 
-    def split(self, name: str) -> SplitSpec:
+    def entries(self, name: str) -> list[Path]:
+        """The folders / ``.txt`` lists / images a split names, as absolute paths."""
         entries = self.splits.get(name)
         if entries is None:
             raise DataError(f"{self.where}: no '{name}' split defined")
@@ -150,9 +151,13 @@ class YoloSource:
             hint = f". To get it: {self.download}" if self.download else ""
             raise DataError(f"dataset not found at {self.root}{hint}")
         entries = [entries] if isinstance(entries, (str, os.PathLike)) else list(entries)
+        return [(self.root / str(entry)).resolve() for entry in entries]
+
+    def split(self, name: str) -> SplitSpec:
+        entries = self.entries(name)
         images: list[Path] = []
         for entry in entries:
-            images += list_images((self.root / str(entry)).resolve(), f"{self.where} [{name}]")
+            images += list_images(entry, f"{self.where} [{name}]")
         if not images:
             raise DataError(f"{self.where} [{name}]: no images found under {', '.join(map(str, entries))}")
         return SplitSpec(

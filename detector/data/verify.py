@@ -13,7 +13,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 
 from detector.data.sources import CocoAnnotation, SplitSpec
+from detector.runs import write_atomic, write_text_atomic
 
 DOCTOR_VERSION = 1
 BOUNDS_TOLERANCE = 0.01  # fraction of the image side a box may overshoot; clipped within it
@@ -112,10 +112,8 @@ class SplitIndex:
 
     def write_report(self, path: str | os.PathLike) -> Path:
         """Write every problem, one per line (``file:line: kind: message``), atomically."""
-        path = Path(path)
         lines = [f"# {self.summary()}"] + [str(p) for p in self.problems]
-        _atomic_write(path, lambda f: f.write(("\n".join(lines) + "\n").encode()))
-        return path
+        return write_text_atomic(Path(path), "\n".join(lines) + "\n")
 
 
 def default_cache_dir() -> Path:
@@ -377,22 +375,10 @@ def _cache_key(spec: SplitSpec) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _save(index: SplitIndex, path: Path) -> None:
     arrays = {k: getattr(index, k) for k in ("paths", "sizes", "image_ids", "offsets", "boxes", "classes", "crowd")}
     meta = {"problems": [asdict(p) for p in index.problems], "num_listed": index.num_listed}
-    _atomic_write(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
+    write_atomic(path, lambda f: np.savez(f, meta=np.array(json.dumps(meta)), **arrays))
 
 
 def _load(path: Path, spec: SplitSpec) -> SplitIndex:

@@ -10,6 +10,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detector.runs import write_atomic
+
 
 def class_color(c: int) -> tuple[int, int, int]:
     """A distinct, saturated RGB colour per class (golden-ratio hue steps)."""
@@ -57,10 +59,8 @@ def image_grid(images: Sequence[np.ndarray], columns: int | None = None, gap: in
 
 
 def save_png(path: Path, image: np.ndarray) -> Path:
-    """Write an RGB image as PNG (atomically: temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    if not cv2.imwrite(str(tmp), cv2.cvtColor(image, cv2.COLOR_RGB2BGR)):
-        raise OSError(f"could not write {path}")
-    tmp.replace(path)
-    return path
+    """Write an RGB image as PNG, atomically."""
+    ok, encoded = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise OSError(f"could not encode {path} as PNG")
+    return write_atomic(path, lambda f: f.write(encoded.tobytes()))

@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from detector.data.sources import parse_names, read_yolo_yaml
+from detector.data.sources import YoloSource, dataset_names
 
 # Ultralytics training hyper-parameters equivalent to configs/augment/default.yaml.
 TRAIN_AUGMENT: dict[str, Any] = {
@@ -55,15 +55,9 @@ def _train_images(data_yaml: Path) -> tuple[Path, list[str], dict[int, str]]:
     the yaml's folder), so both libraries read the same images. Ultralytics' ``check_det_dataset``
     is not used: it calls ``check_font``, which reaches for the network even with ``YOLO_OFFLINE=1``.
     """
-    spec = read_yolo_yaml(data_yaml)
-    base = data_yaml.resolve().parent
-    root = (base / spec["path"]).resolve() if spec.get("path") else base
-    entries = spec.get("train")
-    if not entries:
-        raise ValueError(f"{data_yaml}: no 'train' split defined")
-    entries = [entries] if isinstance(entries, str) else list(entries)
-    names = parse_names(spec["names"], str(data_yaml))
-    return root, [str((root / str(e)).resolve()) for e in entries], dict(enumerate(names))
+    names = dataset_names("yolo", str(data_yaml))
+    source = YoloSource(names, len(names), file=str(data_yaml))
+    return source.root, [str(entry) for entry in source.entries("train")], dict(enumerate(names))
 
 
 def ultralytics_train_loader(

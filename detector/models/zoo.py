@@ -4,12 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from detector.config import ConfigError, compose, describe_error, validate
+from detector.config import ConfigError, compose, describe_error, instantiate_node, validate
 from detector.models.detector import Detector
 
 COMPONENT_GROUPS = ("backbone", "neck", "head")
@@ -40,13 +38,7 @@ def build_model(name: str, num_classes: int = 80, **overrides: Any) -> Detector:
 
 def instantiate_model(model_cfg: DictConfig) -> Detector:
     """Instantiate a composed model config; a failure in a part names that part in one line."""
-    try:
-        model = instantiate(model_cfg)
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        keys = [line.split(":", 1)[1].strip() for line in str(err).splitlines() if line.strip().startswith("full_key:")]
-        where = keys[0] if keys and keys[0] else "model"
-        raise ConfigError(f"cannot build {where}: {cause}") from err
+    model = instantiate_node(model_cfg, "model")
     if not isinstance(model, Detector):
         raise ConfigError(f"model config built a {type(model).__name__}, not a Detector")
     return model
