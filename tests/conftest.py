@@ -1,4 +1,4 @@
-"""Test-wide setup: Ultralytics runs offline and keeps its settings out of the home directory."""
+"""Test-wide setup: Ultralytics runs offline; its settings and the doctor's cache stay out of the home directory."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="ultralytics-settings-"))
+os.environ.setdefault("DETECTOR_CACHE", tempfile.mkdtemp(prefix="detector-cache-"))  # the doctor's cache
 
 
 @pytest.fixture(autouse=True)
