@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -15,8 +14,6 @@ from torch.utils.data import Dataset
 from detector.data.sources import DataError
 from detector.data.transforms import Augmented, Pipeline, letterbox_params, mix
 from detector.data.verify import SplitIndex
-
-log = logging.getLogger(__name__)
 
 
 class Item(NamedTuple):
