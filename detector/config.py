@@ -258,6 +258,47 @@ class ShowBatchConfig(RunConfig):
 
 
 @dataclass
+class EvaluateConfig(RunConfig):
+    task: str = "evaluate"
+    checkpoint: str = MISSING
+    data: Any = MISSING
+    split: str = "val"
+    batch: int = 16
+    workers: int = 4
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    agnostic: bool = False
+    plots: bool = True
+
+
+@dataclass
+class PredictConfig(RunConfig):
+    task: str = "predict"
+    checkpoint: str = MISSING  # a detector checkpoint (.pt) or an exported .onnx
+    source: str = MISSING  # an image, a folder, or a glob
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+    agnostic: bool = False
+    save_images: bool = True
+
+
+class ExportFormat(str, Enum):
+    onnx = "onnx"
+    torchscript = "torchscript"
+
+
+@dataclass
+class ExportConfig(RunConfig):
+    task: str = "export"
+    checkpoint: str = MISSING
+    format: ExportFormat = ExportFormat.onnx
+    dynamic: bool = False  # a dynamic batch axis
+    opset: int = 17
+
+
+@dataclass
 class _ClassCount:
     num_classes: int = 80
 
@@ -292,6 +333,9 @@ def register_configs() -> None:
     cs.store(name="model_only", node=ModelOnlyConfig)
     cs.store(name="check_data_schema", node=CheckDataConfig)
     cs.store(name="show_batch_schema", node=ShowBatchConfig)
+    cs.store(name="evaluate_schema", node=EvaluateConfig)
+    cs.store(name="predict_schema", node=PredictConfig)
+    cs.store(name="export_schema", node=ExportConfig)
     for group, nodes in _SCHEMAS.items():
         for name, node in nodes.items():
             cs.store(group=group, name=name, node=node)

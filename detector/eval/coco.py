@@ -1,0 +1,151 @@
+"""COCO metrics with faster-coco-eval, and the evaluator that runs a model over a split.
+
+Ground truth and predictions are written in the COCO formats (original-image pixels, ``[x, y,
+w, h]`` boxes, category ids = class indices), so the same files can be scored by any COCO tool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from faster_coco_eval import COCO, COCOeval_faster
+from torch import nn
+
+from detector.data.loader import build_loader
+from detector.data.verify import SplitIndex
+from detector.eval.postprocess import Detections, PostProcess
+
+# COCOeval's summary lines, by index into its ``stats``
+METRIC_NAMES = {
+    "mAP50-95": 0,
+    "mAP50": 1,
+    "mAP75": 2,
+    "AP_small": 3,
+    "AP_medium": 4,
+    "AP_large": 5,
+    "AR1": 6,
+    "AR10": 7,
+    "AR100": 8,
+}
+
+
+def ground_truth_coco(index: SplitIndex) -> dict[str, Any]:
+    """A split's labels as a COCO instances dict (box area as ``area``; crowd regions kept as such)."""
+    images, annotations = [], []
+    for i in range(len(index)):
+        h, w = (int(v) for v in index.sizes[i])
+        image_id = int(index.image_ids[i])
+        images.append({"id": image_id, "width": w, "height": h, "file_name": index.path(i)})
+        boxes, classes, crowd = index.annotations(i)
+        for box, c, is_crowd in zip(boxes.tolist(), classes.tolist(), crowd.tolist()):
+            bw, bh = box[2] - box[0], box[3] - box[1]
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": int(c),
+                    "bbox": [box[0], box[1], bw, bh],
+                    "area": bw * bh,
+                    "iscrowd": int(is_crowd),
+                }
+            )
+    categories = [{"id": c, "name": name} for c, name in enumerate(index.names)]
+    return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def detections_to_coco(image_id: int, det: Detections) -> list[dict[str, Any]]:
+    """One image's detections in the COCO results format."""
+    boxes = det.boxes.cpu().double()
+    xywh = torch.cat((boxes[:, :2], boxes[:, 2:] - boxes[:, :2]), 1).tolist()
+    return [
+        {"image_id": int(image_id), "category_id": int(c), "bbox": [round(v, 3) for v in b], "score": round(float(s), 5)}
+        for b, s, c in zip(xywh, det.scores.cpu().tolist(), det.classes.cpu().tolist())
+    ]
+
+
+@dataclass
+class CocoScores:
+    """Summary metrics, per-class AP (IoU 0.50:0.95) and the raw precision array for PR curves."""
+
+    metrics: dict[str, float]
+    per_class: dict[str, float]
+    precision: np.ndarray  # [T=10 IoUs, R=101 recalls, K classes, A=4 areas, M=3 max-dets]
+
+
+def coco_scores(ground_truth: dict[str, Any], predictions: list[dict[str, Any]]) -> CocoScores:
+    """Score predictions against ground truth with faster-coco-eval (COCOeval semantics)."""
+    with contextlib.redirect_stdout(io.StringIO()):  # keep its progress lines out of our output
+        gt = COCO(ground_truth)
+        dt = gt.loadRes(predictions) if predictions else COCO()
+        evaluator = COCOeval_faster(gt, dt, "bbox", print_function=lambda *a, **k: None)
+        evaluator.evaluate()
+        evaluator.accumulate()
+        evaluator.summarize()
+    stats = np.asarray(evaluator.stats, dtype=np.float64)
+    precision = np.asarray(evaluator.eval["precision"])
+    names = {c["id"]: c["name"] for c in ground_truth["categories"]}
+    cat_ids = list(evaluator.params.catIds)
+    per_class = {}
+    for k, cat in enumerate(cat_ids):
+        p = precision[:, :, k, 0, -1]
+        per_class[names[cat]] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+    return CocoScores({name: float(stats[i]) for name, i in METRIC_NAMES.items()}, per_class, precision)
+
+
+@dataclass
+class EvalResult:
+    scores: CocoScores
+    speed: dict[str, float]  # ms per image: preprocess, inference, postprocess
+    predictions: list[dict[str, Any]]
+    ground_truth: dict[str, Any]
+    detections: list[Detections] = field(repr=False)  # per image of the split, in index order
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    index: SplitIndex,
+    dataset: torch.utils.data.Dataset,
+    post: PostProcess,
+    device: torch.device,
+    batch: int = 16,
+    workers: int = 4,
+) -> EvalResult:
+    """Run ``model`` (eval mode) over ``dataset`` (the letterboxed split of ``index``) and score it."""
+    model.eval()
+    loader = build_loader(dataset, batch, shuffle=False, workers=workers)
+    timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
+    detections: list[Detections] = []
+    predictions: list[dict[str, Any]] = []
+    images = 0
+
+    def now() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    for batch_data in loader:
+        t0 = now()
+        x = batch_data.images.to(device, non_blocking=True).float().div_(255)
+        t1 = now()
+        boxes, scores = model.head.decode(model(x))
+        t2 = now()
+        dets = post(boxes, scores, batch_data.letterbox.to(device), batch_data.orig_sizes.to(device))
+        t3 = now()
+        timings["preprocess"] += t1 - t0
+        timings["inference"] += t2 - t1
+        timings["postprocess"] += t3 - t2
+        images += len(batch_data)
+        for image_id, det in zip(batch_data.image_ids.tolist(), dets):
+            det = Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
+            detections.append(det)
+            predictions += detections_to_coco(image_id, det)
+    ground_truth = ground_truth_coco(index)
+    speed = {k: 1000.0 * v / max(images, 1) for k, v in timings.items()}
+    return EvalResult(coco_scores(ground_truth, predictions), speed, predictions, ground_truth, detections)

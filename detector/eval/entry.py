@@ -1,0 +1,110 @@
+"""``python scripts/evaluate.py``: COCO metrics of a checkpoint on a split, with the files and plots."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
+
+from detector.config import ConfigError
+from detector.data.build import build_source, load_split, val_dataset
+from detector.data.dataset import fit_longest_side, read_image
+from detector.data.verify import SplitIndex
+from detector.device import select_device
+from detector.eval.coco import EvalResult, evaluate
+from detector.eval.plots import (
+    confusion_matrix,
+    draw_boxes,
+    image_grid,
+    plot_confusion_matrix,
+    pr_curves,
+    save_png,
+)
+from detector.eval.postprocess import PostProcess
+from detector.runs import make_run_dir, write_text_atomic
+from detector.train.checkpoint import load_checkpoint
+
+
+def check_names(model_names: list[str], data_names: list[str], checkpoint: str) -> None:
+    if list(model_names) != list(data_names):
+        raise ConfigError(
+            f"{checkpoint} was trained on classes {model_names[:6]}{'...' if len(model_names) > 6 else ''}, "
+            f"the data has {data_names[:6]}{'...' if len(data_names) > 6 else ''}: they must be the same, in order"
+        )
+
+
+def run(cfg: DictConfig) -> Path:
+    console = Console()
+    device = select_device(cfg.device)
+    model, meta = load_checkpoint(cfg.checkpoint)
+    source = build_source(cfg.data)
+    check_names(meta["names"], list(cfg.data.names), cfg.checkpoint)
+    index = load_split(source, cfg.split, log=console.print)
+    post = PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, agnostic=cfg.agnostic)
+    result = evaluate(model.to(device), index, val_dataset(index, cfg.imgsz), post, device, cfg.batch, cfg.workers)
+    run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
+    write_outputs(run_dir, result, index, cfg)
+    console.print(results_table(result, index))
+    speed = ", ".join(f"{k} {v:.1f} ms" for k, v in result.speed.items())
+    console.print(f"speed per image: {speed} (imgsz {cfg.imgsz}, batch {cfg.batch}, {device})")
+    console.print(f"results in {run_dir}")
+    return run_dir
+
+
+def results_table(result: EvalResult, index: SplitIndex) -> Table:
+    m = result.scores.metrics
+    table = Table(title=f"mAP50-95 {m['mAP50-95']:.4f}  mAP50 {m['mAP50']:.4f}  mAP75 {m['mAP75']:.4f}  "
+                  f"AR100 {m['AR100']:.4f}", title_justify="left")
+    for column in ("class", "images", "instances", "AP50-95"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    counts = np.bincount(index.classes[~index.crowd], minlength=len(index.names))
+    per_image = [set(index.annotations(i)[1].tolist()) for i in range(len(index))]
+    table.add_row("all", f"{len(index)}", f"{index.instances}", f"{m['mAP50-95']:.4f}")
+    for c, name in enumerate(index.names):
+        images = sum(c in s for s in per_image)
+        ap = result.scores.per_class.get(name, float("nan"))
+        table.add_row(name, f"{images}", f"{int(counts[c])}", "-" if np.isnan(ap) else f"{ap:.4f}")
+    return table
+
+
+def write_outputs(run_dir: Path, result: EvalResult, index: SplitIndex, cfg: DictConfig) -> None:
+    metrics = {
+        **result.scores.metrics,
+        "per_class_AP50-95": result.scores.per_class,
+        "speed_ms_per_image": result.speed,
+        "settings": {k: cfg[k] for k in ("checkpoint", "split", "imgsz", "conf", "iou", "max_det", "agnostic")},
+        "images": len(index),
+        "instances": index.instances,
+    }
+    write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
+    write_text_atomic(run_dir / "predictions.json", json.dumps(result.predictions))
+    write_text_atomic(run_dir / "ground_truth.json", json.dumps(result.ground_truth))
+    if not cfg.plots:
+        return
+    pr_curves(result.scores.precision, index.names, run_dir / "pr_curves.png")
+    truth = [(index.annotations(i)[0][~index.annotations(i)[2]], index.annotations(i)[1][~index.annotations(i)[2]])
+             for i in range(len(index))]
+    matrix = confusion_matrix(result.detections, truth, len(index.names), conf=0.25, iou=0.45)
+    plot_confusion_matrix(matrix, index.names, run_dir / "confusion_matrix.png")
+    tiles = []
+    for i in range(min(16, len(index))):
+        image = read_image(index.path(i))
+        det, (boxes, classes) = result.detections[i], truth[i]
+        keep = (det.scores > 0.25).numpy()
+        image = draw_boxes(image, boxes, classes, index.names, ghost=True)
+        image = draw_boxes(image, det.boxes.numpy()[keep], det.classes.numpy()[keep], index.names, det.scores.numpy()[keep])
+        tiles.append(letterboxed(image, 320))
+    save_png(run_dir / f"{cfg.split}_predictions.png", image_grid(tiles))
+
+
+def letterboxed(image: np.ndarray, size: int) -> np.ndarray:
+    """The image fitted into a white ``size x size`` tile, for grids."""
+    fitted = fit_longest_side(image, size)
+    tile = np.full((size, size, 3), 255, np.uint8)
+    h, w = fitted.shape[:2]
+    tile[(size - h) // 2 : (size - h) // 2 + h, (size - w) // 2 : (size - w) // 2 + w] = fitted
+    return tile

@@ -1,0 +1,79 @@
+"""From decoded head outputs to detections in original-image pixels: confidence threshold,
+class-aware (or agnostic) NMS with ``torchvision.ops.batched_nms``, ``max_det``, letterbox undone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torchvision.ops import batched_nms
+
+
+@dataclass
+class Detections:
+    """Detections of one image, best first."""
+
+    boxes: Tensor  # [N, 4] float32 xyxy, original-image pixels
+    scores: Tensor  # [N]
+    classes: Tensor  # [N] int64
+
+    def __len__(self) -> int:
+        return int(self.scores.numel())
+
+
+@dataclass
+class PostProcess:
+    """Settings default to Ultralytics' validation: conf 0.001, IoU 0.7, 300 detections, and every
+    class above ``conf`` of a location a candidate of its own (``multi_label``). Prediction uses
+    conf 0.25 and one class per location."""
+
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    agnostic: bool = False  # one NMS over all classes instead of one per class
+    multi_label: bool = True
+    max_candidates: int = 30_000  # highest-scoring candidates kept before NMS
+
+    def __call__(
+        self,
+        boxes: Tensor,  # [B, A, 4] xyxy, network-input pixels
+        scores: Tensor,  # [B, A, C] class probabilities
+        letterbox: Tensor | None = None,  # [B, 4] scale_x, scale_y, pad_x, pad_y
+        orig_sizes: Tensor | None = None,  # [B, 2] height, width
+    ) -> list[Detections]:
+        out = []
+        for b in range(boxes.shape[0]):
+            det = self.single(boxes[b], scores[b])
+            if letterbox is not None:
+                det.boxes = undo_letterbox(det.boxes, letterbox[b], None if orig_sizes is None else orig_sizes[b])
+            out.append(det)
+        return out
+
+    def single(self, boxes: Tensor, scores: Tensor) -> Detections:
+        """One image: ``boxes [A, 4]``, ``scores [A, C]``."""
+        if self.multi_label:
+            anchor, cls = (scores > self.conf).nonzero(as_tuple=True)
+            score = scores[anchor, cls]
+        else:
+            score, cls = scores.max(1)
+            anchor = (score > self.conf).nonzero(as_tuple=True)[0]
+            score, cls = score[anchor], cls[anchor]
+        if score.numel() > self.max_candidates:
+            top = score.topk(self.max_candidates).indices
+            anchor, cls, score = anchor[top], cls[top], score[top]
+        candidates = boxes[anchor].float()
+        groups = torch.zeros_like(cls) if self.agnostic else cls
+        keep = batched_nms(candidates, score.float(), groups, self.iou)[: self.max_det]  # sorted by score
+        return Detections(candidates[keep], score[keep], cls[keep].long())
+
+
+def undo_letterbox(boxes: Tensor, letterbox: Tensor, orig_size: Tensor | None = None) -> Tensor:
+    """Map ``[N, 4]`` xyxy network-input pixels back to the original image (and clip to it)."""
+    sx, sy, px, py = letterbox.tolist()
+    out = (boxes - boxes.new_tensor([px, py, px, py])) / boxes.new_tensor([sx, sy, sx, sy])
+    if orig_size is not None:
+        h, w = (float(v) for v in orig_size)
+        out[:, 0::2] = out[:, 0::2].clamp(0, w)
+        out[:, 1::2] = out[:, 1::2].clamp(0, h)
+    return out

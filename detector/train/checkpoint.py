@@ -1,0 +1,69 @@
+"""Checkpoints: a dict of state_dicts, plain metadata and the resolved model config.
+
+They load with ``torch.load(weights_only=True)``: nothing in them can run code. Writes are
+atomic (temporary file, then ``os.replace``), so an interrupted write never leaves a broken file.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+import zipfile
+from omegaconf import DictConfig, OmegaConf
+
+from detector.config import ConfigError
+from detector.models.detector import Detector
+from detector.models.zoo import instantiate_model
+from detector.runs import write_atomic
+
+FORMAT = "detector"
+VERSION = 1
+
+
+def save_checkpoint(
+    path: str | Path, model: Detector, model_cfg: DictConfig | dict, names: list[str], **extra: Any
+) -> Path:
+    """Write ``model``'s weights, the config that builds it, the class names and ``extra`` metadata
+    (plain Python values and tensors only)."""
+    config = OmegaConf.to_container(model_cfg, resolve=True, enum_to_str=True) if isinstance(model_cfg, DictConfig) else model_cfg
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "model_config": config,
+        "names": list(names),
+        **extra,
+    }
+    return write_atomic(Path(path), lambda f: torch.save(payload, f))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's contents, loaded safely; one clear error for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(
+            f"{path} is not a detector checkpoint that loads safely ({first}); Ultralytics .pt files are "
+            "not supported yet"
+        ) from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ConfigError(f"{path} is not a detector checkpoint (no 'format: {FORMAT}' entry)")
+    return payload
+
+
+def load_checkpoint(path: str | Path) -> tuple[Detector, dict[str, Any]]:
+    """The model a checkpoint describes, with its weights, in eval mode; and the checkpoint's metadata."""
+    payload = read_checkpoint(path)
+    model = instantiate_model(OmegaConf.create(payload["model_config"]))
+    missing, unexpected = model.load_state_dict(payload["model"], strict=False)
+    if missing or unexpected:
+        raise ConfigError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    meta = {k: v for k, v in payload.items() if k != "model"}
+    return model.eval(), meta
