@@ -7,11 +7,12 @@ atomic (temporary file, then ``os.replace``), so an interrupted write never leav
 from __future__ import annotations
 
 import pickle
+import warnings
+import zipfile
 from pathlib import Path
 from typing import Any
 
 import torch
-import zipfile
 from omegaconf import DictConfig, OmegaConf
 
 from detector.config import ConfigError
@@ -46,13 +47,16 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        with warnings.catch_warnings():  # torch warns about pickle protocols before refusing
+            warnings.simplefilter("ignore", UserWarning)
+            payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
         raise ConfigError(
-            f"{path} is not a detector checkpoint that loads safely ({first}); Ultralytics .pt files are "
-            "not supported yet"
+            f"{path} is not a detector checkpoint: it holds objects other than tensors and plain data, which "
+            "could run code when loaded, so it was refused (Ultralytics .pt files are not supported yet)"
         ) from err
+    except (RuntimeError, zipfile.BadZipFile, EOFError) as err:
+        raise ConfigError(f"{path} is not a detector checkpoint: {type(err).__name__} while reading it") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise ConfigError(f"{path} is not a detector checkpoint (no 'format: {FORMAT}' entry)")
     return payload

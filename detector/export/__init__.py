@@ -1,0 +1,1 @@
+"""Deployable models: ONNX and TorchScript."""

@@ -1,0 +1,123 @@
+"""ONNX / TorchScript parity with PyTorch, and predict.py on real and awkward images."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from detector import build_model
+from detector.export.onnx import Decoded, OnnxModel, export_onnx, export_torchscript
+from tests.eval.test_coco_metrics import tiny_checkpoint
+from tests.helpers import REPO, randomize_batchnorm, run_script
+
+
+def fused_reference(name: str = "yolo11n"):
+    model = build_model(name, num_classes=3)
+    randomize_batchnorm(model)
+    return model.eval()
+
+
+def test_onnx_outputs_match_pytorch_at_two_batch_sizes(tmp_path) -> None:
+    import onnx
+
+    model = fused_reference()
+    path = export_onnx(model, tmp_path / "m.onnx", 96, ["a", "b", "c"], dynamic=True, opset=17)
+    assert onnx.load(str(path)).opset_import[0].version >= 17
+    exported = OnnxModel(path)
+    assert exported.names == ["a", "b", "c"] and exported.imgsz == 96
+    reference = Decoded(model).eval()
+    for batch in (1, 3):
+        x = torch.rand(batch, 3, 96, 96)
+        with torch.no_grad():
+            boxes, scores = reference(x)
+        onnx_boxes, onnx_scores = exported(x)
+        assert onnx_boxes.shape == (batch, 189, 4) and onnx_scores.shape == (batch, 189, 3)  # 12² + 6² + 3² cells
+        torch.testing.assert_close(onnx_boxes, boxes, atol=1e-4, rtol=0)
+        torch.testing.assert_close(onnx_scores, scores, atol=1e-4, rtol=0)
+
+
+def test_torchscript_outputs_match_pytorch(tmp_path) -> None:
+    model = fused_reference("yolov8n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        path = export_torchscript(model, tmp_path / "m.torchscript", 64, ["a", "b", "c"])
+        extra = {"names.json": ""}
+        loaded = torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["names.json"]) == ["a", "b", "c"]
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        for ours, theirs in zip(loaded(x), Decoded(model)(x)):
+            torch.testing.assert_close(ours, theirs, atol=1e-4, rtol=0)
+
+
+def awkward_images(folder: Path) -> list[str]:
+    import ultralytics
+
+    assets = Path(ultralytics.__file__).parent / "assets"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    cv2.imwrite(str(folder / "grey.png"), rng.integers(0, 255, (50, 90), dtype=np.uint8))
+    cv2.imwrite(str(folder / "rgba.png"), rng.integers(0, 255, (120, 40, 4), dtype=np.uint8))
+    cv2.imwrite(str(folder / "deep.png"), rng.integers(0, 65535, (33, 33, 3), dtype=np.uint16))
+    cv2.imwrite(str(folder / "tiny.jpg"), rng.integers(0, 255, (9, 17, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / "wide.jpg"), rng.integers(0, 255, (300, 1000, 3), dtype=np.uint8))
+    (folder / "broken.jpg").write_bytes(b"not an image")
+    for name in ("bus.jpg", "zidane.jpg"):
+        (folder / name).write_bytes((assets / name).read_bytes())
+    return ["grey", "rgba", "deep", "tiny", "wide", "bus", "zidane"]
+
+
+def test_predict_on_images_of_every_kind_with_pt_and_onnx(tmp_path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path)
+    expected = awkward_images(tmp_path / "images")
+    script = str(REPO / "scripts" / "predict.py")
+    result = run_script(script, f"checkpoint={checkpoint}", f"source={tmp_path / 'images'}", "imgsz=64",
+                        "conf=0.0002", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "skipped" in result.stdout and "broken.jpg" in result.stdout
+    run_dir = tmp_path / "runs" / "predict" / "exp"
+    assert sorted(p.stem for p in run_dir.glob("*.json")) == sorted(expected)
+    for stem in expected:
+        content = json.loads((run_dir / f"{stem}.json").read_text())
+        drawn = cv2.imread(str(run_dir / f"{stem}.png"))
+        assert drawn.shape[:2] == (content["height"], content["width"])  # drawn at the original size
+        for d in content["detections"]:
+            x1, y1, x2, y2 = d["box"]
+            assert 0 <= x1 <= x2 <= content["width"] and 0 <= y1 <= y2 <= content["height"]
+            assert d["class"] in {"circle", "rectangle", "triangle", "star", "hexagon", "cross"}
+    bus = json.loads((run_dir / "bus.json").read_text())
+    assert (bus["width"], bus["height"]) == (810, 1080)
+
+    export = run_script(str(REPO / "scripts" / "export.py"), f"checkpoint={checkpoint}", "imgsz=64", cwd=tmp_path)
+    assert export.returncode == 0, export.stderr
+    onnx_file = tmp_path / "runs" / "export" / "exp" / "tiny.onnx"
+    again = run_script(script, f"checkpoint={onnx_file}", f"source={tmp_path / 'images' / '*.jpg'}", "conf=0.0002",
+                       "name=onnx", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    for stem in ("bus", "zidane", "tiny", "wide"):
+        pt = json.loads((run_dir / f"{stem}.json").read_text())["detections"]
+        ox = json.loads((tmp_path / "runs" / "predict" / "onnx" / f"{stem}.json").read_text())["detections"]
+        assert len(pt) == len(ox)
+        for a, b in zip(pt, ox):
+            assert a["class_id"] == b["class_id"] and abs(a["score"] - b["score"]) < 1e-3
+            assert np.allclose(a["box"], b["box"], atol=0.05)
+
+
+def test_a_pickle_that_is_not_a_checkpoint_is_refused(tmp_path) -> None:
+    import pickle
+
+    class Boom:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps(Boom()))
+    result = run_script(str(REPO / "scripts" / "evaluate.py"), f"checkpoint={evil}", cwd=tmp_path)
+    assert result.returncode == 2 and "this must never run" not in result.stdout
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "not a detector checkpoint" in lines[0]
