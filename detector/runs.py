@@ -25,20 +25,30 @@ def make_run_dir(project: str | os.PathLike, task: str, name: str, exist_ok: boo
             candidate = parent / f"{name}{n}"
 
 
-def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
-    """Create ``path`` by calling ``write`` on a temporary file in the same directory, then
+def replace_atomic(path: Path, create: Callable[[Path], object]) -> Path:
+    """Create ``path`` by letting ``create`` write a temporary file beside it (same suffix), then
     ``os.replace``: readers see the old file or the whole new one, never a half-written one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix or ".tmp")
+    os.close(fd)
     try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
+        create(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:
+    """Create ``path`` atomically (see :func:`replace_atomic`) by calling ``write`` on an open binary file."""
+
+    def create(tmp: Path) -> None:
+        with open(tmp, "wb") as f:
+            write(f)
+
+    return replace_atomic(path, create)
 
 
 def write_text_atomic(path: Path, text: str) -> Path:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from detector.models.detector import Detector
-from detector.runs import write_atomic
+from detector.runs import replace_atomic
 
 
 class Decoded(nn.Module):
@@ -30,20 +28,6 @@ class Decoded(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         return self.model.head.decode(self.model(images))
-
-
-def _atomic_path(path: Path, write) -> Path:
-    """Let ``write(tmp_path)`` create a file, then move it to ``path`` in one step."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def export_onnx(
@@ -70,7 +54,7 @@ def export_onnx(
         onnx.checker.check_model(graph)
         onnx.save(graph, str(tmp))
 
-    return _atomic_path(Path(path), write)
+    return replace_atomic(Path(path), write)
 
 
 def export_torchscript(model: Detector, path: Path, imgsz: int, names: list[str]) -> Path:
@@ -79,7 +63,7 @@ def export_torchscript(model: Detector, path: Path, imgsz: int, names: list[str]
     with torch.no_grad():
         traced = torch.jit.trace(wrapper, torch.zeros(1, 3, imgsz, imgsz), strict=False)
     extra = {"names.json": json.dumps(list(names)), "imgsz": str(imgsz)}
-    return _atomic_path(Path(path), lambda tmp: torch.jit.save(traced, str(tmp), _extra_files=extra))
+    return replace_atomic(Path(path), lambda tmp: torch.jit.save(traced, str(tmp), _extra_files=extra))
 
 
 class OnnxModel:
