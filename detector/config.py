@@ -208,11 +208,28 @@ class LoggerConfig:
 @dataclass
 class TrainLoopConfig:
     epochs: int = 100
-    batch: int = 16
+    batch: int = 16  # images per optimizer step over all processes (torchrun splits it)
+    nbs: int = 64  # nominal batch: gradients accumulate until about nbs images, weight decay scales with it
     seed: int = 0
-    deterministic: bool = False
-    workers: int = 4
+    deterministic: bool = False  # deterministic algorithms (slower on GPU)
+    workers: int = 4  # data-loader processes per training process
     cache_images: bool = False  # keep decoded, resized images in RAM
+    fraction: float = 1.0  # train on this first fraction of the train split
+    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); off on CPU
+    clip: float = 10.0  # gradient-norm clipping (0: off)
+    ema_decay: float = 0.9999
+    ema_tau: float = 2000.0
+    box: float = 7.5  # loss gains
+    cls: float = 0.5
+    dfl: float = 1.5
+    fitness: str = "mAP50-95"  # the validation metric that picks best.pt and drives patience
+    patience: int = 100  # stop when fitness has not improved for this many epochs
+    init: Optional[str] = None  # start from a checkpoint's weights (class-count changes re-initialise cls outputs)
+    freeze: Any = None  # N (the first N layers) or a list of module-name prefixes
+    max_nonfinite: int = 10  # stop after this many optimizer steps in a row with a non-finite loss
+    sync_bn: bool = False  # SyncBatchNorm under torchrun
+    val: bool = True  # validate every epoch
+    save_period: int = 0  # also keep weights/epochN.pt every N epochs (0: only last.pt and best.pt)
 
 
 @dataclass
@@ -230,6 +247,7 @@ class RunConfig:
 @dataclass
 class TrainConfig(RunConfig):
     task: str = "train"
+    resume: Optional[str] = None  # a last.pt to continue; its run directory and config are reused
     model: ModelConfig = field(default_factory=ModelConfig)
     data: Any = MISSING
     augment: AugmentConfig = field(default_factory=AugmentConfig)

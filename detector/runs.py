@@ -34,11 +34,18 @@ def replace_atomic(path: Path, create: Callable[[Path], object]) -> Path:
     os.close(fd)
     try:
         create(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes it private; give it the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_atomic(path: Path, write: Callable[[BinaryIO], object]) -> Path:

@@ -23,17 +23,18 @@ class EpochSampler(Sampler[int]):
         self.shuffle = shuffle
         self.seed = seed
         self.epoch = 0
+        self.start = 0  # samples of this epoch already seen (a run resumed mid-epoch skips them)
 
-    def set_epoch(self, epoch: int) -> None:
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
         self.epoch = int(epoch)
+        self.start = int(start)
 
     def __iter__(self) -> Iterator[int]:
-        if not self.shuffle:
-            return iter(range(self.length))
-        return iter(epoch_order(self.length, self.seed, self.epoch).tolist())
+        order = epoch_order(self.length, self.seed, self.epoch).tolist() if self.shuffle else list(range(self.length))
+        return iter(order[self.start :])
 
     def __len__(self) -> int:
-        return self.length
+        return self.length - self.start
 
 
 def collate(items: Sequence[Item]) -> Batch:

@@ -80,6 +80,24 @@ class SplitIndex:
     def __len__(self) -> int:
         return len(self.paths)
 
+    def head(self, count: int) -> SplitIndex:
+        """The first ``count`` images (and their annotations): training on a fraction of the data."""
+        count = max(1, min(count, len(self)))
+        end = int(self.offsets[count])
+        return SplitIndex(
+            name=self.name,
+            names=self.names,
+            paths=self.paths[:count],
+            sizes=self.sizes[:count],
+            image_ids=self.image_ids[:count],
+            offsets=self.offsets[: count + 1],
+            boxes=self.boxes[:end],
+            classes=self.classes[:end],
+            crowd=self.crowd[:end],
+            problems=self.problems,
+            num_listed=self.num_listed,
+        )
+
     def path(self, i: int) -> str:
         return self.paths[i].decode()
 

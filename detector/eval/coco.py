@@ -149,3 +149,50 @@ def evaluate(
     ground_truth = ground_truth_coco(index)
     speed = {k: 1000.0 * v / max(images, 1) for k, v in timings.items()}
     return EvalResult(coco_scores(ground_truth, predictions), speed, predictions, ground_truth, detections)
+
+
+def precision_recall(
+    detections: list[Detections], truth: list[tuple[np.ndarray, np.ndarray]], num_classes: int, iou: float = 0.5
+) -> tuple[float, float, float]:
+    """Mean precision and recall over the classes present, at the confidence that maximises their mean
+    F1 (as Ultralytics reports them), with detections matched to true boxes at ``iou`` (best score
+    first, each box once). Returns ``(precision, recall, confidence)``."""
+    from torchvision.ops import box_iou
+
+    scores, hits, labels = [], [], []
+    counts = np.zeros(num_classes, dtype=np.int64)
+    for det, (boxes, classes) in zip(detections, truth):
+        classes = np.asarray(classes, dtype=np.int64)
+        counts += np.bincount(classes, minlength=num_classes)
+        order = torch.argsort(det.scores, descending=True)
+        d_boxes, d_classes = det.boxes[order], det.classes[order].numpy()
+        overlaps = box_iou(d_boxes.float(), torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)).numpy()
+        taken = np.zeros(len(classes), dtype=bool)
+        for k in range(len(d_classes)):
+            candidates = (classes == d_classes[k]) & ~taken & (overlaps[k] >= iou) if len(classes) else np.zeros(0, bool)
+            hit = bool(candidates.any())
+            if hit:
+                taken[np.argmax(np.where(candidates, overlaps[k], -1))] = True
+            hits.append(hit)
+        scores.append(det.scores[order].numpy())
+        labels.append(d_classes)
+    present = counts > 0
+    if not present.any() or not hits:
+        return 0.0, 0.0, 0.0
+    scores_all, hits_all, labels_all = np.concatenate(scores), np.array(hits), np.concatenate(labels)
+    thresholds = np.linspace(0, 1, 1001)
+    precision = np.zeros((num_classes, len(thresholds)))
+    recall = np.zeros((num_classes, len(thresholds)))
+    for c in np.nonzero(present)[0]:
+        mine = labels_all == c
+        s, h = scores_all[mine], hits_all[mine]
+        order = np.argsort(-s)
+        s, tp = s[order], np.cumsum(h[order])
+        n = np.searchsorted(-s, -thresholds, side="right")  # detections with score >= threshold
+        tp_at = np.where(n > 0, tp[np.maximum(n - 1, 0)], 0)
+        precision[c] = np.where(n > 0, tp_at / np.maximum(n, 1), 1.0)
+        recall[c] = tp_at / counts[c]
+    p, r = precision[present].mean(0), recall[present].mean(0)
+    f1 = 2 * p * r / np.maximum(p + r, 1e-16)
+    best = int(np.argmax(f1))
+    return float(p[best]), float(r[best]), float(thresholds[best])

@@ -2,60 +2,258 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+import torch
+import yaml
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.table import Table
+from torch import nn
 
-from detector.data.build import build_source, load_split
+from detector.config import ConfigError, TrainConfig, instantiate_node, validate
+from detector.data.build import build_source, load_split, train_dataset, val_dataset
+from detector.data.loader import build_loader
 from detector.device import select_device
+from detector.losses import DetectionLoss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
-from detector.runs import make_run_dir, write_text_atomic
+from detector.runs import make_run_dir, write_atomic, write_text_atomic
+from detector.train.checkpoint import FORMAT, VERSION, read_checkpoint
+from detector.train.distributed import Process, barrier, setup, teardown
+from detector.train.ema import ModelEMA
+from detector.train.loggers import build_loggers
+from detector.train.loop import (
+    Collaborators,
+    LoopState,
+    StopTraining,
+    make_validate,
+    restore_rng,
+    rng_state,
+    train_epochs,
+)
+from detector.train.optim import Schedule, build_optimizer
+
+RESUMABLE = ("train.", "device", "logger.")  # what a resumed run may change on the command line
 
 
 def run(cfg: DictConfig) -> Path:
-    """Set up a training run from a composed, validated config and return its run directory.
-
-    Today this selects the device, builds the model, checks the train and val splits (the
-    dataset doctor; the built-in dataset is generated on first use), creates
-    ``runs/train/<name>/`` with the resolved ``config.yaml`` and the problem reports, and prints
-    the model summary. The training loop itself (loss, optimiser) is not implemented yet: it is
-    issue 5, after evaluation (issue 4).
-    """
+    """Train from a composed, validated config (or resume a run); returns the run directory."""
     console = Console(stderr=True)
+    payload = None
+    resume = cfg.resume
+    if resume:
+        payload = read_checkpoint(resume)
+        if "train" not in payload:
+            raise ConfigError(f"{resume} holds weights only, no training state: use train.init={resume}")
+        cfg = resumed_config(payload["train"]["config"], _command_line_overrides())
     device = select_device(cfg.device)
-    model = instantiate_model(cfg.model).to(device)
-    info = summary(model, cfg.imgsz)
-    source = build_source(cfg.data)
-    splits = {split: load_split(source, split, log=console.print) for split in ("train", "val")}
-    run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)  # only once nothing can fail
-    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    for split, index in splits.items():
-        if index.problems:
-            console.print(f"{split}: problems listed in {index.write_report(run_dir / f'{split}_problems.txt')}")
+    process = setup(device)
+    if process.distributed and device.type == "cuda":
+        device = torch.device("cuda", process.local_rank)
+    try:
+        return _train(cfg, payload, resume, device, process, console)
+    except StopTraining as err:
+        raise ConfigError(str(err)) from err
+    finally:
+        teardown(process)
 
-    table = Table(title=f"model ({_model_choice()})", show_header=False)
-    for key in ("params", "trainable_params"):
-        table.add_row(key, f"{info[key]:,}")
-    table.add_row(f"GFLOPs at {cfg.imgsz}", f"{info['gflops']:.2f}")
-    table.add_row("strides", str(info["strides"]))
-    table.add_row("classes", f"{info['num_classes']} ({', '.join(cfg.data.names)})")
-    table.add_row("device", str(device))
-    console.print(table)
-    console.print(f"run directory: {run_dir} (resolved config in config.yaml)")
-    console.print(
-        "[yellow]The training loop is not implemented yet (issue 5): the config was validated, the data "
-        "checked and the model built; nothing was trained.[/yellow]"
-    )
+
+def _train(
+    cfg: DictConfig, payload: dict | None, resume: str | None, device: torch.device, process: Process, console: Console
+) -> Path:
+    loop = cfg.train
+    torch.manual_seed(loop.seed)
+    if loop.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+    model = instantiate_model(cfg.model)
+    if loop.init and payload is None:
+        load_initial_weights(model, loop.init, console)
+    freeze(model, loop.freeze)
+    if process.distributed and loop.sync_bn and device.type == "cuda":
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    model.to(device)
+
+    source = build_source(cfg.data)
+    log = console.print if process.main else (lambda *a, **k: None)
+    train_index = load_split(source, "train", log=log)
+    val_index = load_split(source, "val", log=log) if loop.val else None
+    if loop.fraction < 1.0:
+        train_index = train_index.head(max(1, round(len(train_index) * loop.fraction)))
+    per_process = max(loop.batch // process.world_size, 1)
+    dataset = train_dataset(train_index, cfg.augment, cfg.imgsz, loop.seed, loop.epochs, loop.cache_images)
+    loader = build_loader(dataset, per_process, shuffle=True, workers=loop.workers, seed=loop.seed, drop_last=False)
+
+    optimizer = build_optimizer(model, instantiate_node(cfg.optim, "optim"), cfg.optim.weight_decay, loop.batch, loop.nbs)
+    schedule = Schedule(loop.epochs, str(cfg.schedule.shape.value if hasattr(cfg.schedule.shape, "value") else cfg.schedule.shape),
+                        cfg.schedule.final_lr_ratio, cfg.schedule.warmup_epochs, cfg.schedule.warmup_momentum,
+                        cfg.schedule.warmup_bias_lr)
+    amp_dtype = None
+    if device.type == "cuda" and loop.amp:
+        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
+    ema = ModelEMA(model, loop.ema_decay, loop.ema_tau)
+    criterion = DetectionLoss(model.num_classes, model.head.reg_max, box=loop.box, cls=loop.cls, dfl=loop.dfl)
+    parts = Collaborators(model, optimizer, schedule, ema, criterion, scaler, amp_dtype)
+
+    state = LoopState()
+    if payload is not None:
+        t = payload["train"]
+        model.load_state_dict(t["raw_model"])
+        optimizer.load_state_dict(t["optimizer"])
+        scaler.load_state_dict(t["scaler"])
+        ema.load_state_dict({"model": payload["model"], "updates": t["ema_updates"]})
+        state = LoopState(**t["state"])
+        restore_rng(t["rng"], loader.generator)
+        if state.iteration:
+            loader.sampler.set_epoch(state.epoch, start=state.iteration * per_process)
+            dataset.set_epoch(state.epoch)
+        run_dir = Path(resume).resolve().parent.parent
+    else:
+        run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok) if process.main else Path(".")
+
+    plain_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    loggers = None
+    if process.main:
+        write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        run_id = payload["train"].get("logger_run_id") if payload else None
+        lg = cfg.logger
+        loggers = build_loggers(str(lg.backend.value if hasattr(lg.backend, "value") else lg.backend), run_dir,
+                                lg.project, lg.entity, str(lg.mode.value if hasattr(lg.mode, "value") else lg.mode),
+                                list(lg.tags), run_id, cfg.name)
+        loggers.log_config(plain_config)
+        info = summary(model, cfg.imgsz)
+        console.print(f"{info['params']:,} parameters, {info['gflops']:.1f} GFLOPs at {cfg.imgsz}; "
+                      f"{len(train_index)} train images, batch {loop.batch} on {process.world_size} process(es), "
+                      f"{device}; run directory {run_dir}")
+
+    weights = run_dir / "weights"
+
+    def save(s: LoopState, which: str) -> None:
+        if not process.main:
+            return
+        ckpt = {
+            "format": FORMAT,
+            "version": VERSION,
+            "model": {k: v.detach().cpu() for k, v in ema.module.state_dict().items()},
+            "model_config": plain_config["model"],
+            "names": list(cfg.data.names),
+            "imgsz": cfg.imgsz,
+            "epoch": s.epoch,
+            "best_fitness": s.best_fitness,
+            "train": {
+                "raw_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "ema_updates": ema.updates,
+                "state": asdict(s),
+                "rng": rng_state(loader.generator),
+                "config": plain_config,
+                "logger_run_id": loggers.run_id if loggers else None,
+            },
+        }
+        write_atomic(weights / "last.pt", lambda f: torch.save(ckpt, f))
+        if which == "best":
+            write_atomic(weights / "best.pt", lambda f: torch.save(ckpt, f))
+        if loop.save_period > 0 and which != "interrupt" and s.epoch % loop.save_period == 0:
+            write_atomic(weights / f"epoch{s.epoch}.pt", lambda f: torch.save(ckpt, f))
+        if which == "interrupt":
+            console.print(f"interrupted: {weights / 'last.pt'} written. Resume with: "
+                          f"python train.py resume={weights / 'last.pt'}")
+
+    validate = None
+    val_ds = None
+    if val_index is not None and process.main:
+        val_ds = val_dataset(val_index, cfg.imgsz, loop.cache_images)
+        validate = make_validate(val_index, val_ds, loop, device, console)
+
+    def log_epoch(epoch: int, row: dict[str, float]) -> None:
+        if loggers is not None:
+            loggers.log_epoch(epoch, row)
+
+    why = train_epochs(parts, state, loader, validate, save, log_epoch, loop.epochs, loop, process, device, console)
+    barrier(process)
+    if process.main:
+        finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, console)
     return run_dir
 
 
-def _model_choice() -> str:
-    """The model config's name as chosen on the command line, when running under Hydra."""
+def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, console) -> None:
+    """Evaluate best.pt with plots into the run directory, hand the plots to the loggers."""
+    from detector.eval.coco import evaluate
+    from detector.eval.entry import results_table, write_outputs
+    from detector.eval.postprocess import PostProcess
+    from detector.train.checkpoint import load_checkpoint
+
+    best = weights / "best.pt"
+    if why != "interrupted" and val_index is not None and best.is_file():
+        model, _ = load_checkpoint(best)
+        result = evaluate(model.to(device), val_index, val_ds, PostProcess(), device, cfg.train.batch, cfg.train.workers)
+        settings = OmegaConf.create({"checkpoint": str(best), "split": "val", "imgsz": cfg.imgsz, "conf": 0.001,
+                                     "iou": 0.7, "max_det": 300, "agnostic": False, "plots": True})
+        write_outputs(run_dir, result, val_index, settings)
+        console.print(results_table(result, val_index))
+    if loggers is not None:
+        loggers.log_files(sorted(run_dir.glob("*.png")))
+        loggers.finish()
+    console.print(f"{why}: results in {run_dir}" + (f" (best: {best})" if best.is_file() else ""))
+
+
+def load_initial_weights(model: nn.Module, path: str, console: Console) -> None:
+    """Copy every tensor of a checkpoint's (EMA) weights whose name and shape fit; report the rest
+    (a class-count change leaves the class outputs freshly initialised)."""
+    payload = read_checkpoint(path)
+    own = model.state_dict()
+    fitting = {k: v for k, v in payload["model"].items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fitting, strict=False)
+    skipped = sorted(set(own) - set(fitting))
+    console.print(f"train.init: {len(fitting)}/{len(own)} tensors from {path}"
+                  + (f"; kept fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else ""))
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """Layers in forward order for ``train.freeze=N``: the backbone's stem and each element of its
+    stages (the Ultralytics layer order for CSPDarknet), the neck's blocks, the head."""
+    names = []
+    backbone = model.backbone
+    if hasattr(backbone, "stem") and hasattr(backbone, "stages"):
+        names.append("backbone.stem.")
+        for i, stage in enumerate(backbone.stages):
+            names += [f"backbone.stages.{i}.{j}." for j in range(len(stage))]
+    else:
+        names.append("backbone.")
+    names += [f"neck.{name}." for name, _ in model.neck.named_children()]
+    return names + ["head."]
+
+
+def freeze(model: nn.Module, spec: Any) -> None:
+    if spec is None or spec == [] or spec == 0:
+        return
+    prefixes = layer_names(model)[: int(spec)] if isinstance(spec, int) else [str(p) for p in spec]
+    for name, p in model.named_parameters():
+        if any(name.startswith(prefix) for prefix in prefixes):
+            p.requires_grad_(False)
+
+
+def _command_line_overrides() -> list[str]:
     from hydra.core.hydra_config import HydraConfig
 
-    if HydraConfig.initialized():
-        return str(HydraConfig.get().runtime.choices.get("model", "custom"))
-    return "custom"
+    if not HydraConfig.initialized():
+        return []
+    return [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
+
+
+def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
+    """The saved config with the command line's ``train.*``, ``device`` and ``logger.*`` values on top."""
+    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
+    for override in overrides:
+        key, _, value = override.lstrip("+~").partition("=")
+        if not key.startswith(RESUMABLE):
+            raise ConfigError(f"{override}: a resumed run keeps its model, data and augmentation; only "
+                              "train.*, device and logger.* can change")
+        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=True)
+    cfg.resume = None
+    validate(cfg)
+    return cfg

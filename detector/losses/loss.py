@@ -1,0 +1,161 @@
+"""Detection loss of YOLOv8 / YOLO11: BCE classification + CIoU box + distribution focal loss.
+
+Numerically the loss of Ultralytics 8.x (``v8DetectionLoss``), written independently:
+
+- targets come from :class:`TaskAlignedAssigner` on the detached predictions;
+- ``cls`` = BCE-with-logits against the soft targets, summed, / ``max(sum(target_scores), 1)``;
+- ``box`` = ``sum((1 - CIoU) * w) / max(sum(target_scores), 1)`` over foreground points, where ``w``
+  is the point's target-score sum and boxes are in stride units;
+- ``dfl`` = distribution focal loss of the ltrb distances (stride units, clamped to
+  ``reg_max - 1 - 0.01``), mean over the four sides, weighted and normalised as ``box``;
+- each multiplied by its gain; the returned total is ``(box + cls + dfl) * batch_size``.
+
+The ``* batch_size`` is Ultralytics' convention: the components are per-image averages of sorts,
+and the optimiser settings (lr, weight decay scaled by batch size) were tuned for their sum over the
+batch. Keep it if you reuse those hyper-parameters.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchvision.ops import complete_box_iou_loss
+
+from detector.boxes import grid_points, ltrb_to_xyxy, xyxy_to_ltrb
+from detector.losses.assigner import TaskAlignedAssigner
+from detector.types import HeadOutput, Targets
+
+
+class DetectionLoss:
+    """Loss of a :class:`detector.models.heads.DFLHead` output against a batch's :class:`Targets`.
+
+    Args:
+        num_classes: classes of the head.
+        reg_max: DFL bins per side (the head's ``reg_max``).
+        box, cls, dfl: gains of the three components.
+        assigner: defaults to ``TaskAlignedAssigner(topk=10, alpha=0.5, beta=6.0)``.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        reg_max: int = 16,
+        box: float = 7.5,
+        cls: float = 0.5,
+        dfl: float = 1.5,
+        assigner: TaskAlignedAssigner | None = None,
+    ) -> None:
+        self.num_classes = num_classes
+        self.reg_max = reg_max
+        self.gains = {"box": box, "cls": cls, "dfl": dfl}
+        self.assigner = assigner if assigner is not None else TaskAlignedAssigner(topk=10, alpha=0.5, beta=6.0)
+
+    def __call__(self, out: HeadOutput, targets: Targets, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Total loss to backpropagate (``sum of components * batch_size``) and the detached, gain-scaled
+        components ``{"box", "cls", "dfl"}`` (not multiplied by ``batch_size``)."""
+        self._check(out, batch_size)
+        box_logits, cls_logits = flatten_levels(out)  # [B, A, 4 * reg_max], [B, A, C] float32
+        shapes = [tuple(x.shape[-2:]) for x in out.box]
+        points, strides = grid_points(shapes, out.strides, box_logits.dtype, box_logits.device)  # [A, 2], [A, 1]
+        anchors = points / strides  # [A, 2] cell centres in stride units
+
+        distances = expected_distances(box_logits, self.reg_max)  # [B, A, 4] ltrb, stride units
+        pred_boxes = ltrb_to_xyxy(distances, anchors)  # [B, A, 4] xyxy, stride units
+
+        gt_classes, gt_boxes, gt_mask = pad_targets(targets.to(box_logits.device), batch_size)
+        assigned = self.assigner(
+            cls_logits.detach().sigmoid(),
+            pred_boxes.detach() * strides,
+            points,
+            gt_classes,
+            gt_boxes.to(box_logits.dtype),
+            gt_mask,
+            min_box_size=float(out.strides[1] if len(out.strides) > 1 else out.strides[0]),
+        )
+        target_scores = assigned.target_scores  # [B, A, C]
+        normaliser = target_scores.sum().clamp(min=1)  # scalar, stays on the device
+
+        fg = assigned.foreground  # [B, A]
+        weight = target_scores[fg].sum(-1)  # [N] per foreground point
+        target_boxes = assigned.target_boxes / strides  # [B, A, 4] xyxy, stride units
+        point_anchors = anchors.expand_as(pred_boxes[..., :2])  # [B, A, 2]
+
+        components = {
+            "box": (complete_box_iou_loss(pred_boxes[fg], target_boxes[fg]) * weight).sum() / normaliser,
+            "cls": F.binary_cross_entropy_with_logits(cls_logits, target_scores, reduction="sum") / normaliser,
+            "dfl": (
+                distribution_focal_loss(
+                    box_logits[fg].view(-1, 4, self.reg_max),
+                    xyxy_to_ltrb(target_boxes[fg], point_anchors[fg]),
+                )
+                * weight
+            ).sum()
+            / normaliser,
+        }
+        components = {name: value * self.gains[name] for name, value in components.items()}
+        total = (components["box"] + components["cls"] + components["dfl"]) * batch_size
+        return total, {name: value.detach() for name, value in components.items()}
+
+    def _check(self, out: HeadOutput, batch_size: int) -> None:
+        if out.reg_max != self.reg_max:
+            raise ValueError(f"DetectionLoss(reg_max={self.reg_max}) got a head output with reg_max={out.reg_max}")
+        if out.cls[0].shape[1] != self.num_classes:
+            raise ValueError(
+                f"DetectionLoss(num_classes={self.num_classes}) got {out.cls[0].shape[1]} class logits per point"
+            )
+        if out.box[0].shape[0] != batch_size:
+            raise ValueError(f"batch_size={batch_size} but the head output holds {out.box[0].shape[0]} images")
+
+
+def flatten_levels(out: HeadOutput) -> tuple[Tensor, Tensor]:
+    """Concatenate the levels, fine to coarse, points last-but-one; computed in float32."""
+    box = torch.cat([x.flatten(2) for x in out.box], 2).transpose(1, 2).float()  # [B, A, 4 * reg_max]
+    cls = torch.cat([x.flatten(2) for x in out.cls], 2).transpose(1, 2).float()  # [B, A, C]
+    return box, cls
+
+
+def expected_distances(box_logits: Tensor, reg_max: int) -> Tensor:  # [B, A, 4 * reg_max] -> [B, A, 4]
+    """Expectation of the softmax over ``reg_max`` bins (0, 1, ..., reg_max - 1) of each side."""
+    b, a, _ = box_logits.shape
+    bins = torch.arange(reg_max, dtype=box_logits.dtype, device=box_logits.device)
+    return box_logits.view(b, a, 4, reg_max).softmax(-1) @ bins
+
+
+def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:  # [N, 4, R], [N, 4] -> [N]
+    """DFL (Li et al. 2020): cross-entropy to the two bins around each target distance, weighted by
+    proximity, averaged over the four sides. Targets are clamped to ``[0, R - 1 - 0.01]``."""
+    reg_max = logits.shape[-1]
+    target = target.clamp(0, reg_max - 1 - 0.01)
+    left = target.long()  # [N, 4] floor, targets are >= 0
+    weight_left = (left + 1) - target  # [N, 4]
+    log_probs = logits.log_softmax(-1)  # [N, 4, R]
+    nll_left = -log_probs.gather(-1, left[..., None])[..., 0]
+    nll_right = -log_probs.gather(-1, (left + 1)[..., None])[..., 0]
+    return (nll_left * weight_left + nll_right * (1 - weight_left)).mean(-1)
+
+
+def pad_targets(targets: Targets, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Per-image padded ground truth, in the order the rows appear within each image.
+
+    Returns ``classes [B, G]`` int64, ``boxes [B, G, 4]`` xyxy pixels and ``mask [B, G]`` bool, with
+    ``G`` the largest number of boxes of an image (0 when the batch has none).
+    """
+    index = targets.batch_index.long()  # [M]
+    device = targets.boxes.device
+    counts = torch.bincount(index, minlength=batch_size)  # [B] (longer if an index is out of range)
+    if counts.numel() > batch_size:
+        raise ValueError(f"Targets.batch_index holds an image index >= batch_size={batch_size}")
+    g = int(counts.max()) if index.numel() else 0
+    classes = torch.zeros(batch_size, g, dtype=torch.long, device=device)
+    boxes = torch.zeros(batch_size, g, 4, dtype=targets.boxes.dtype, device=device)
+    mask = torch.zeros(batch_size, g, dtype=torch.bool, device=device)
+    if g:
+        order = torch.argsort(index, stable=True)  # group by image, keep the order within an image
+        index = index[order]
+        first = counts.cumsum(0) - counts  # [B] row of each image's first box in the sorted order
+        slot = torch.arange(index.numel(), device=device) - first[index]  # [M]
+        classes[index, slot] = targets.classes[order].long()
+        boxes[index, slot] = targets.boxes[order]
+        mask[index, slot] = True
+    return classes, boxes, mask

@@ -1,0 +1,89 @@
+"""Optimiser parameter groups, nominal-batch gradient accumulation and the learning-rate schedule."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def accumulation_steps(batch: int, nbs: int = 64) -> int:
+    """Batches whose gradients are summed before one optimizer step, so a step sees about ``nbs`` images."""
+    return max(round(nbs / batch), 1)
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Three groups, split by tensor rank (not by names): weights (``ndim > 1``, with decay), other
+    1-d parameters such as norm scales (no decay), and biases (no decay; their own warmup)."""
+    biases = {id(m.bias) for m in model.modules() if isinstance(getattr(m, "bias", None), nn.Parameter)}
+    groups: dict[str, list[nn.Parameter]] = {"weights": [], "norms": [], "biases": []}
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim > 1:
+            groups["weights"].append(p)
+        elif id(p) in biases:
+            groups["biases"].append(p)
+        else:
+            groups["norms"].append(p)
+    return [
+        {"params": groups["weights"], "weight_decay": weight_decay, "name": "weights"},
+        {"params": groups["norms"], "weight_decay": 0.0, "name": "norms"},
+        {"params": groups["biases"], "weight_decay": 0.0, "name": "biases"},
+    ]
+
+
+def build_optimizer(
+    model: nn.Module, make: Callable[..., torch.optim.Optimizer], weight_decay: float, batch: int, nbs: int
+) -> torch.optim.Optimizer:
+    """``make`` is the instantiated ``optim`` config (a partial of the optimizer class). Weight decay is
+    scaled by the images per step over ``nbs``, so it means the same at any batch size."""
+    scaled = weight_decay * batch * accumulation_steps(batch, nbs) / nbs
+    optimizer = make(params=parameter_groups(model, scaled))
+    for group in optimizer.param_groups:
+        group["initial_lr"] = group["lr"]
+    return optimizer
+
+
+@dataclass
+class Schedule:
+    """Per-epoch decay (cosine or linear, from 1 to ``final_lr_ratio``) after a per-iteration warmup of
+    ``warmup_epochs`` (at least 100 iterations): learning rates rise from 0 (biases: fall from
+    ``warmup_bias_lr``) and momentum from ``warmup_momentum`` to its configured value."""
+
+    epochs: int
+    shape: str = "cosine"
+    final_lr_ratio: float = 0.01
+    warmup_epochs: float = 3.0
+    warmup_momentum: float = 0.8
+    warmup_bias_lr: float = 0.1
+
+    def factor(self, epoch: int) -> float:
+        t = epoch / max(self.epochs, 1)
+        if str(self.shape) in ("cosine", "ScheduleShape.cosine"):
+            return ((1 - math.cos(t * math.pi)) / 2) * (self.final_lr_ratio - 1) + 1
+        return (1 - t) * (1.0 - self.final_lr_ratio) + self.final_lr_ratio
+
+    def warmup_iterations(self, batches_per_epoch: int) -> int:
+        return max(round(self.warmup_epochs * batches_per_epoch), 100) if self.warmup_epochs > 0 else 0
+
+    def apply(self, optimizer: torch.optim.Optimizer, epoch: int, iteration: int, warmup: int, momentum: float) -> None:
+        """Set every group's lr (and momentum / beta1) for global ``iteration`` in ``epoch``."""
+        f = self.factor(epoch)
+        for group in optimizer.param_groups:
+            target = group["initial_lr"] * f
+            if iteration < warmup:
+                start = self.warmup_bias_lr if group.get("name") == "biases" else 0.0
+                group["lr"] = float(np.interp(iteration, [0, warmup], [start, target]))
+                m = float(np.interp(iteration, [0, warmup], [self.warmup_momentum, momentum]))
+            else:
+                group["lr"] = target
+                m = momentum
+            if "momentum" in group:
+                group["momentum"] = m
+            elif "betas" in group:
+                group["betas"] = (m, group["betas"][1])
