@@ -7,6 +7,7 @@ w, h]`` boxes, category ids = class indices), so the same files can be scored by
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import time
 from dataclasses import dataclass, field
@@ -81,8 +82,8 @@ class CocoScores:
 def coco_scores(ground_truth: dict[str, Any], predictions: list[dict[str, Any]]) -> CocoScores:
     """Score predictions against ground truth with faster-coco-eval (COCOeval semantics)."""
     with contextlib.redirect_stdout(io.StringIO()):  # keep its progress lines out of our output
-        gt = COCO(ground_truth)
-        dt = gt.loadRes(predictions) if predictions else COCO()
+        gt = COCO(copy.deepcopy(ground_truth))  # both calls add fields to the dicts they are given
+        dt = gt.loadRes(copy.deepcopy(predictions)) if predictions else COCO()
         evaluator = COCOeval_faster(gt, dt, "bbox", print_function=lambda *a, **k: None)
         evaluator.evaluate()
         evaluator.accumulate()
@@ -187,10 +188,12 @@ def precision_recall(
         mine = labels_all == c
         s, h = scores_all[mine], hits_all[mine]
         order = np.argsort(-s)
+        if not len(s):
+            continue  # no detections of this class: precision and recall 0 at every threshold
         s, tp = s[order], np.cumsum(h[order])
         n = np.searchsorted(-s, -thresholds, side="right")  # detections with score >= threshold
         tp_at = np.where(n > 0, tp[np.maximum(n - 1, 0)], 0)
-        precision[c] = np.where(n > 0, tp_at / np.maximum(n, 1), 1.0)
+        precision[c] = tp_at / np.maximum(n, 1)
         recall[c] = tp_at / counts[c]
     p, r = precision[present].mean(0), recall[present].mean(0)
     f1 = 2 * p * r / np.maximum(p + r, 1e-16)

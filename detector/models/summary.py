@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
 from torch import nn
-from torch.func import functional_call
 from torch.utils.flop_counter import FlopCounterMode
 
 
@@ -14,20 +14,14 @@ def count_flops(model: nn.Module, imgsz: int | tuple[int, int] = 640) -> int:
     """FLOPs of one eval-mode forward pass on a ``[1, 3, H, W]`` input, from ``torch.utils.flop_counter``.
 
     Convolutions and matrix products count 2 x MACs, as Ultralytics reports them. The pass runs on
-    the meta device: no memory for activations, no arithmetic, the model itself is untouched.
+    the meta device (on a copy): no memory for activations, no arithmetic, the model is untouched.
     """
     h, w = (imgsz, imgsz) if isinstance(imgsz, int) else imgsz
-    tensors = {
-        **{k: torch.empty_like(v, device="meta") for k, v in model.named_parameters()},
-        **{k: torch.empty_like(v, device="meta") for k, v in model.named_buffers()},
-    }
-    was_training = model.training
-    model.eval()
-    try:
-        with FlopCounterMode(display=False) as counter:
-            functional_call(model, tensors, (torch.empty(1, 3, h, w, device="meta"),))
-    finally:
-        model.train(was_training)
+    # a copy on the meta device: swapping meta tensors into the model itself (torch.func.functional_call)
+    # left BatchNorm running statistics of a model in training misbehaving afterwards
+    ghost = copy.deepcopy(model).to("meta").eval()
+    with FlopCounterMode(display=False) as counter:
+        ghost(torch.empty(1, 3, h, w, device="meta"))
     return int(counter.get_total_flops())
 
 
