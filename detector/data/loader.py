@@ -69,16 +69,20 @@ def build_loader(
     seed: int = 0,
     pin_memory: bool | None = None,
     drop_last: bool = False,
+    distributed: bool | None = None,
 ) -> DataLoader:
     """A loader over ``dataset``; under an initialised process group a ``DistributedSampler``
-    gives each rank its share. Call :func:`set_epoch` before each epoch.
+    gives each rank its share (``distributed=False``: every sample here, as evaluation on one rank
+    needs). Call :func:`set_epoch` before each epoch.
 
     With ``workers > 0`` OpenCV is made single-threaded in this process: forked workers cannot use
     a thread pool the parent started (they hang in it), and the workers are the parallelism anyway.
     """
     if workers > 0:
         cv2.setNumThreads(1)
-    if dist.is_available() and dist.is_initialized():
+    if distributed is None:
+        distributed = dist.is_available() and dist.is_initialized()
+    if distributed:
         sampler: Sampler[int] = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     else:
         sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)

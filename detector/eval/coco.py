@@ -120,7 +120,7 @@ def evaluate(
 ) -> EvalResult:
     """Run ``model`` (eval mode) over ``dataset`` (the letterboxed split of ``index``) and score it."""
     model.eval()
-    loader = build_loader(dataset, batch, shuffle=False, workers=workers)
+    loader = build_loader(dataset, batch, shuffle=False, workers=workers, distributed=False)
     timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
     detections: list[Detections] = []
     predictions: list[dict[str, Any]] = []

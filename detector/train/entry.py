@@ -110,7 +110,7 @@ def _train(
         if state.iteration:
             loader.sampler.set_epoch(state.epoch, start=state.iteration * per_process)
             dataset.set_epoch(state.epoch)
-        run_dir = Path(resume).resolve().parent.parent
+        run_dir = Path(payload["train"]["run_dir"])
     else:
         run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok) if process.main else Path(".")
 
@@ -152,6 +152,7 @@ def _train(
                 "rng": rng_state(loader.generator),
                 "config": plain_config,
                 "logger_run_id": loggers.run_id if loggers else None,
+                "run_dir": str(run_dir.resolve()),
             },
         }
         write_atomic(weights / "last.pt", lambda f: torch.save(ckpt, f))
@@ -159,9 +160,6 @@ def _train(
             write_atomic(weights / "best.pt", lambda f: torch.save(ckpt, f))
         if loop.save_period > 0 and which != "interrupt" and s.epoch % loop.save_period == 0:
             write_atomic(weights / f"epoch{s.epoch}.pt", lambda f: torch.save(ckpt, f))
-        if which == "interrupt":
-            console.print(f"interrupted: {weights / 'last.pt'} written. Resume with: "
-                          f"python train.py resume={weights / 'last.pt'}")
 
     validate = None
     val_ds = None
@@ -198,7 +196,11 @@ def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, conso
     if loggers is not None:
         loggers.log_files(sorted(run_dir.glob("*.png")))
         loggers.finish()
-    console.print(f"{why}: results in {run_dir}" + (f" (best: {best})" if best.is_file() else ""))
+    if why == "interrupted":
+        console.print(f"interrupted: {weights / 'last.pt'} written. Resume with: python train.py "
+                      f"resume={weights / 'last.pt'}")
+    else:
+        console.print(f"{why}: results in {run_dir}" + (f" (best: {best})" if best.is_file() else ""))
 
 
 def load_initial_weights(model: nn.Module, path: str, console: Console) -> None:

@@ -1,0 +1,172 @@
+"""The training loop end to end, on tiny models and a handful of generated images."""
+
+from __future__ import annotations
+
+import csv
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from tests.helpers import REPO
+
+TRAIN = str(REPO / "train.py")
+
+
+def tiny(tmp_path, *extra: str) -> list[str]:
+    """A tiny yolov8 on 8 generated 96-px images; every setting the tests share."""
+    return [
+        "model=yolov8n", "model.scale.width=0.0625", "imgsz=64", "device=cpu",
+        "data.num_train=8", "data.num_val=4", "data.imgsz=96", f"data.root={tmp_path / 'shapes'}",
+        "train.batch=4", "train.nbs=4", "train.workers=0", "schedule.warmup_epochs=0", *extra,
+    ]
+
+
+def train(tmp_path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, TRAIN, *args], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600, env={**os.environ, **(env or {})})
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def rows(path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_run_directory_holds_everything(tmp_path) -> None:
+    train(tmp_path, *tiny(tmp_path, "train.epochs=2"))
+    run = tmp_path / "runs" / "train" / "exp"
+    for name in ("config.yaml", "metrics.csv", "results.png", "weights/last.pt", "weights/best.pt",
+                 "metrics.json", "pr_curves.png", "confusion_matrix.png"):
+        assert (run / name).is_file(), name
+    table = rows(run / "metrics.csv")
+    assert [r["epoch"] for r in table] == ["0", "1"]
+    for key in ("train/box", "train/cls", "train/dfl", "lr/weights", "mAP50-95", "mAP50", "precision", "recall",
+                "epoch_time_s"):
+        assert key in table[0]
+    checkpoint = torch.load(run / "weights" / "last.pt", weights_only=True)
+    assert {"raw_model", "optimizer", "scaler", "ema_updates", "state", "rng", "config"} <= set(checkpoint["train"])
+    assert checkpoint["epoch"] == 2
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path) -> None:
+    train(tmp_path, *tiny(tmp_path, "train.epochs=3", "train.save_period=1"))
+    run = tmp_path / "runs" / "train" / "exp"
+    uninterrupted = rows(run / "metrics.csv")
+    final = torch.load(run / "weights" / "last.pt", weights_only=True)
+    # an interruption after epoch 1: continue from that epoch's checkpoint, in the same run directory
+    train(tmp_path, f"resume={run / 'weights' / 'epoch1.pt'}")
+    resumed = rows(run / "metrics.csv")
+    assert [r["epoch"] for r in resumed] == ["0", "1", "2"]
+    for a, b in zip(uninterrupted, resumed):
+        for key in a:
+            if key not in ("epoch_time_s", "images_per_s"):
+                assert a[key] == b[key], (a["epoch"], key)
+    again = torch.load(run / "weights" / "last.pt", weights_only=True)
+    for name in ("raw_model", "optimizer"):
+        ours, theirs = final["train"][name], again["train"][name]
+        if name == "optimizer":
+            ours, theirs = ours["state"], theirs["state"]
+            ours = {f"{k}.{n}": v for k, d in ours.items() for n, v in d.items()}
+            theirs = {f"{k}.{n}": v for k, d in theirs.items() for n, v in d.items()}
+        for key in ours:
+            torch.testing.assert_close(theirs[key], ours[key], atol=1e-6, rtol=0)
+    for key in final["model"]:
+        torch.testing.assert_close(again["model"][key], final["model"][key], atol=1e-6, rtol=0)
+    assert again["train"]["state"]["best_fitness"] == pytest.approx(final["train"]["state"]["best_fitness"], abs=1e-6)
+
+
+def test_extending_a_finished_run(tmp_path) -> None:
+    train(tmp_path, *tiny(tmp_path, "train.epochs=1"))
+    last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    train(tmp_path, f"resume={last}", "train.epochs=2")
+    table = rows(tmp_path / "runs" / "train" / "exp" / "metrics.csv")
+    assert [r["epoch"] for r in table] == ["0", "1"]
+
+
+def test_sigterm_writes_last_and_says_how_to_resume(tmp_path) -> None:
+    proc = subprocess.Popen([sys.executable, TRAIN, *tiny(tmp_path, "train.epochs=200", "train.batch=2", "train.nbs=2")],
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    deadline = time.time() + 240
+    while not last.exists() and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-2000:]
+    assert "Resume with: python train.py resume=" in err.replace("\n", "")
+    state = torch.load(last, weights_only=True)["train"]["state"]
+    assert state["epoch"] < 200
+
+
+def test_sigkill_never_leaves_a_broken_last_checkpoint(tmp_path) -> None:
+    last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    for delay in (0.0, 0.35, 0.7):
+        proc = subprocess.Popen([sys.executable, TRAIN, *tiny(tmp_path, "train.epochs=200", "exist_ok=true",
+                                                             "train.save_period=1", "train.val=false")],
+                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 240
+        while not last.exists() and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(delay)
+        proc.kill()
+        proc.wait(timeout=60)
+        checkpoint = torch.load(last, weights_only=True)
+        assert checkpoint["format"] == "detector"
+        last.unlink()
+
+
+def test_wandb_offline_leaves_a_syncable_run(tmp_path) -> None:
+    env = {"WANDB_SILENT": "true", "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+           "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"), "WANDB_DATA_DIR": str(tmp_path / "wandb-data")}
+    train(tmp_path, *tiny(tmp_path, "train.epochs=1", "logger=wandb", "logger.mode=offline"), env=env)
+    runs = list((tmp_path / "runs" / "train" / "exp" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    data = b"".join(p.read_bytes() for p in runs[0].glob("run-*.wandb"))
+    assert b"mAP50" in data and b"train/box" in data
+
+
+def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
+    torchrun = shutil.which("torchrun") or str(REPO / "torchrun")
+    result = subprocess.run(
+        [torchrun, "--standalone", "--nproc_per_node=2", TRAIN, *tiny(tmp_path, "train.epochs=1")],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = list((tmp_path / "runs" / "train").iterdir())
+    assert [p.name for p in runs] == ["exp"]  # one run directory
+    table = rows(runs[0] / "metrics.csv")
+    assert len(table) == 1
+    assert torch.load(runs[0] / "weights" / "last.pt", weights_only=True)["train"]["state"]["global_step"] >= 2
+
+
+def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, monkeypatch) -> None:
+    import detector.train.entry as entry
+    from detector.config import ConfigError, compose
+
+    class Exploding:
+        def __init__(self, *args, **kwargs):
+            from detector.losses import DetectionLoss
+
+            self.inner = DetectionLoss(*args, **kwargs)
+            self.calls = 0
+
+        def __call__(self, out, targets, batch_size):
+            self.calls += 1
+            loss, items = self.inner(out, targets, batch_size)
+            return (loss * float("nan"), items) if self.calls > 2 else (loss, items)
+
+    monkeypatch.setattr(entry, "DetectionLoss", Exploding)
+    cfg = compose("train", [*tiny(tmp_path, "train.epochs=5", "train.max_nonfinite=3", "train.batch=2", "train.nbs=2"),
+                            f"project={tmp_path / 'runs'}"])
+    with pytest.raises(ConfigError, match="3 non-finite losses in a row"):
+        entry.run(cfg)
+    last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    assert torch.load(last, weights_only=True)["epoch"] == 1  # the first epoch's checkpoint is intact
