@@ -170,3 +170,41 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, m
         entry.run(cfg)
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
     assert torch.load(last, weights_only=True)["epoch"] == 1  # the first epoch's checkpoint is intact
+
+
+def write_easy_dataset(root) -> str:
+    """Four 128-px images, three large solid squares or discs each: what a working loop must learn."""
+    import cv2
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for i in range(4):
+        image = np.full((128, 128, 3), 40, np.uint8)
+        lines = []
+        for k in range(3):
+            c, s = int(rng.integers(0, 2)), int(rng.integers(28, 48))
+            x, y = int(rng.integers(0, 128 - s)), k * 40 + 2
+            if c == 0:
+                cv2.rectangle(image, (x, y), (x + s - 1, y + s - 1), (230, 60, 60), -1)
+            else:
+                cv2.circle(image, (x + s // 2, y + s // 2), s // 2, (60, 200, 60), -1)
+            lines.append(f"{c} {(x + s / 2) / 128:.6f} {(y + s / 2) / 128:.6f} {s / 128:.6f} {s / 128:.6f}")
+        cv2.imwrite(str(root / "images" / f"{i}.png"), image)
+        (root / "labels" / f"{i}.txt").write_text("\n".join(lines) + "\n")
+    data = root / "data.yaml"
+    data.write_text(f"path: {root}\ntrain: images\nval: images\nnames: [square, disc]\n")
+    return str(data)
+
+
+def test_it_learns(tmp_path) -> None:
+    """yolov8n trained on four images reaches mAP50 >= 0.9 on those same images."""
+    import json
+
+    data = write_easy_dataset(tmp_path / "easy")
+    train(tmp_path, "data=yolo", f"data.file={data}", "model=yolov8n", "imgsz=128", "augment=none", "device=cpu",
+          "train.epochs=90", "train.batch=2", "train.nbs=2", "train.workers=0", "schedule.warmup_epochs=0",
+          "schedule.final_lr_ratio=1.0", "optim.lr=0.01")
+    metrics = json.loads((tmp_path / "runs" / "train" / "exp" / "metrics.json").read_text())
+    assert metrics["mAP50"] >= 0.9, metrics
