@@ -28,8 +28,10 @@ def tiny(tmp_path, *extra: str) -> list[str]:
 
 
 def train(tmp_path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    # not the WANDB_* of this process: a wandb service started by another test would be inherited
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
     result = subprocess.run([sys.executable, TRAIN, *args], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600, env={**os.environ, **(env or {})})
+                            timeout=600, env={**inherited, **(env or {})})
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
