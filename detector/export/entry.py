@@ -16,7 +16,7 @@ def run(cfg: DictConfig) -> Path:
     model, meta = load_checkpoint(cfg.checkpoint)
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
     stem = Path(cfg.checkpoint).stem
-    if str(cfg.format.value if hasattr(cfg.format, "value") else cfg.format) == "onnx":
+    if str(getattr(cfg.format, "value", cfg.format)) == "onnx":
         path = export_onnx(model, run_dir / f"{stem}.onnx", cfg.imgsz, meta["names"], cfg.dynamic, cfg.opset)
     else:
         with warnings.catch_warnings():  # torch marks TorchScript deprecated; the format still loads everywhere

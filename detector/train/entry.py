@@ -87,9 +87,9 @@ def _train(
     loader = build_loader(dataset, per_process, shuffle=True, workers=loop.workers, seed=loop.seed, drop_last=False)
 
     optimizer = build_optimizer(model, instantiate_node(cfg.optim, "optim"), cfg.optim.weight_decay, loop.batch, loop.nbs)
-    schedule = Schedule(loop.epochs, str(cfg.schedule.shape.value if hasattr(cfg.schedule.shape, "value") else cfg.schedule.shape),
-                        cfg.schedule.final_lr_ratio, cfg.schedule.warmup_epochs, cfg.schedule.warmup_momentum,
-                        cfg.schedule.warmup_bias_lr)
+    sched = cfg.schedule
+    schedule = Schedule(loop.epochs, _text(sched.shape), sched.final_lr_ratio, sched.warmup_epochs,
+                        sched.warmup_momentum, sched.warmup_bias_lr)
     amp_dtype = None
     if device.type == "cuda" and loop.amp:
         amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -120,9 +120,8 @@ def _train(
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         run_id = payload["train"].get("logger_run_id") if payload else None
         lg = cfg.logger
-        loggers = build_loggers(str(lg.backend.value if hasattr(lg.backend, "value") else lg.backend), run_dir,
-                                lg.project, lg.entity, str(lg.mode.value if hasattr(lg.mode, "value") else lg.mode),
-                                list(lg.tags), run_id, cfg.name)
+        loggers = build_loggers(_text(lg.backend), run_dir, lg.project, lg.entity, _text(lg.mode), list(lg.tags),
+                                run_id, cfg.name)
         loggers.log_config(plain_config)
         info = summary(model, cfg.imgsz)
         console.print(f"{info['params']:,} parameters, {info['gflops']:.1f} GFLOPs at {cfg.imgsz}; "
@@ -201,6 +200,11 @@ def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, conso
                       f"resume={weights / 'last.pt'}")
     else:
         console.print(f"{why}: results in {run_dir}" + (f" (best: {best})" if best.is_file() else ""))
+
+
+def _text(value: Any) -> str:
+    """A config enum member (or a plain string) as its string value."""
+    return str(getattr(value, "value", value))
 
 
 def load_initial_weights(model: nn.Module, path: str, console: Console) -> None:

@@ -64,7 +64,7 @@ class Schedule:
 
     def factor(self, epoch: int) -> float:
         t = epoch / max(self.epochs, 1)
-        if str(self.shape) in ("cosine", "ScheduleShape.cosine"):
+        if self.shape == "cosine":
             return ((1 - math.cos(t * math.pi)) / 2) * (self.final_lr_ratio - 1) + 1
         return (1 - t) * (1.0 - self.final_lr_ratio) + self.final_lr_ratio
 
