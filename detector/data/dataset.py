@@ -147,12 +147,11 @@ class DetectionDataset(Dataset[Item]):
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Image ``i`` with its longer side at ``imgsz`` and its (non-crowd) boxes scaled to it."""
         image = self._image(i)
-        boxes, classes, crowd = self.index.annotations(i)
+        boxes, classes = self.index.objects(i)
         h0, w0 = self.index.sizes[i]
         h1, w1 = image.shape[:2]
         scale = np.array([w1 / w0, h1 / h0, w1 / w0, h1 / h0], dtype=np.float32)
-        keep = ~crowd
-        return image, boxes[keep] * scale, classes[keep]
+        return image, boxes * scale, classes
 
     def augment(self, i: int, rng: np.random.Generator) -> Augmented:
         image, boxes, classes = self.load(i)

@@ -106,6 +106,15 @@ class SplitIndex:
         a, b = self.offsets[i], self.offsets[i + 1]
         return self.boxes[a:b], self.classes[a:b], self.crowd[a:b]
 
+    def objects(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """``boxes [n, 4]`` and ``classes [n]`` of image ``i`` without crowd regions: its targets."""
+        boxes, classes, crowd = self.annotations(i)
+        return boxes[~crowd], classes[~crowd]
+
+    def truth(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """:meth:`objects` of every image, in index order (for matching detections)."""
+        return [self.objects(i) for i in range(len(self))]
+
     @property
     def backgrounds(self) -> int:
         return int((np.diff(self.offsets) == 0).sum())

@@ -62,7 +62,7 @@ def results_table(result: EvalResult, index: SplitIndex) -> Table:
     for column in ("class", "images", "instances", "AP50-95"):
         table.add_column(column, justify="left" if column == "class" else "right")
     counts = np.bincount(index.classes[~index.crowd], minlength=len(index.names))
-    per_image = [set(index.annotations(i)[1].tolist()) for i in range(len(index))]
+    per_image = [set(classes.tolist()) for _, classes in index.truth()]
     table.add_row("all", f"{len(index)}", f"{index.instances}", f"{m['mAP50-95']:.4f}")
     for c, name in enumerate(index.names):
         images = sum(c in s for s in per_image)
@@ -86,8 +86,7 @@ def write_outputs(run_dir: Path, result: EvalResult, index: SplitIndex, cfg: Dic
     if not cfg.plots:
         return
     pr_curves(result.scores.precision, index.names, run_dir / "pr_curves.png")
-    truth = [(index.annotations(i)[0][~index.annotations(i)[2]], index.annotations(i)[1][~index.annotations(i)[2]])
-             for i in range(len(index))]
+    truth = index.truth()
     matrix = confusion_matrix(result.detections, truth, len(index.names), conf=0.25, iou=0.45)
     plot_confusion_matrix(matrix, index.names, run_dir / "confusion_matrix.png")
     tiles = []

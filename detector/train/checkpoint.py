@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 from omegaconf import DictConfig, OmegaConf
 
 from detector.config import ConfigError
@@ -24,13 +25,11 @@ FORMAT = "detector"
 VERSION = 1
 
 
-def save_checkpoint(
-    path: str | Path, model: Detector, model_cfg: DictConfig | dict, names: list[str], **extra: Any
-) -> Path:
-    """Write ``model``'s weights, the config that builds it, the class names and ``extra`` metadata
-    (plain Python values and tensors only)."""
+def checkpoint_payload(model: nn.Module, model_cfg: DictConfig | dict, names: list[str], **extra: Any) -> dict[str, Any]:
+    """``model``'s weights, the config that builds it, the class names and ``extra`` metadata
+    (plain Python values and tensors only): what a checkpoint file holds."""
     config = OmegaConf.to_container(model_cfg, resolve=True, enum_to_str=True) if isinstance(model_cfg, DictConfig) else model_cfg
-    payload = {
+    return {
         "format": FORMAT,
         "version": VERSION,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
@@ -38,7 +37,18 @@ def save_checkpoint(
         "names": list(names),
         **extra,
     }
+
+
+def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
+    """Write a checkpoint payload atomically."""
     return write_atomic(Path(path), lambda f: torch.save(payload, f))
+
+
+def save_checkpoint(
+    path: str | Path, model: Detector, model_cfg: DictConfig | dict, names: list[str], **extra: Any
+) -> Path:
+    """Write ``model`` as a checkpoint (see :func:`checkpoint_payload`)."""
+    return write_checkpoint(path, checkpoint_payload(model, model_cfg, names, **extra))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

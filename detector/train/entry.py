@@ -19,8 +19,8 @@ from detector.device import select_device
 from detector.losses import DetectionLoss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
-from detector.runs import make_run_dir, write_atomic, write_text_atomic
-from detector.train.checkpoint import FORMAT, VERSION, read_checkpoint
+from detector.runs import make_run_dir, write_text_atomic
+from detector.train.checkpoint import checkpoint_payload, read_checkpoint, write_checkpoint
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
 from detector.train.loggers import build_loggers
@@ -133,16 +133,14 @@ def _train(
     def save(s: LoopState, which: str) -> None:
         if not process.main:
             return
-        ckpt = {
-            "format": FORMAT,
-            "version": VERSION,
-            "model": {k: v.detach().cpu() for k, v in ema.module.state_dict().items()},
-            "model_config": plain_config["model"],
-            "names": list(cfg.data.names),
-            "imgsz": cfg.imgsz,
-            "epoch": s.epoch,
-            "best_fitness": s.best_fitness,
-            "train": {
+        ckpt = checkpoint_payload(
+            ema.module,
+            plain_config["model"],
+            list(cfg.data.names),
+            imgsz=cfg.imgsz,
+            epoch=s.epoch,
+            best_fitness=s.best_fitness,
+            train={
                 "raw_model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                 "optimizer": optimizer.state_dict(),
                 "scaler": scaler.state_dict(),
@@ -153,12 +151,12 @@ def _train(
                 "logger_run_id": loggers.run_id if loggers else None,
                 "run_dir": str(run_dir.resolve()),
             },
-        }
-        write_atomic(weights / "last.pt", lambda f: torch.save(ckpt, f))
+        )
+        write_checkpoint(weights / "last.pt", ckpt)
         if which == "best":
-            write_atomic(weights / "best.pt", lambda f: torch.save(ckpt, f))
+            write_checkpoint(weights / "best.pt", ckpt)
         if loop.save_period > 0 and which != "interrupt" and s.epoch % loop.save_period == 0:
-            write_atomic(weights / f"epoch{s.epoch}.pt", lambda f: torch.save(ckpt, f))
+            write_checkpoint(weights / f"epoch{s.epoch}.pt", ckpt)
 
     validate = None
     val_ds = None

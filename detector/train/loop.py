@@ -123,14 +123,15 @@ def train_epochs(
     model = parts.model
     wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if process.distributed else model
-    batches = len(train_loader) + (state.iteration if state.iteration else 0)
+    batches = len(train_loader) + state.iteration  # a resumed epoch's loader holds only what is left
     accumulate = accumulation_steps(cfg.batch, cfg.nbs)
     warmup = parts.schedule.warmup_iterations(batches)
     momentum = float(parts.optimizer.defaults.get("momentum", parts.optimizer.defaults.get("betas", (0.9,))[0]))
     with Interrupt() as interrupt:
         while state.epoch < epochs:
             epoch = state.epoch
-            set_epoch(train_loader, epoch) if state.iteration == 0 else None
+            if state.iteration == 0:  # a run resumed mid-epoch is already positioned
+                set_epoch(train_loader, epoch)
             model.train()
             batches = len(train_loader) + state.iteration
             progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -237,10 +238,10 @@ def epoch_row(parts: Collaborators, state: LoopState, batches: int) -> dict[str,
 def make_validate(val_index, val_dataset, cfg: Any, device: torch.device, console: Console) -> Callable:
     """Validation through the evaluator of :mod:`detector.eval.coco` (Ultralytics' defaults)."""
     post = PostProcess()
+    truth = val_index.truth()
 
     def validate(model: nn.Module, epoch: int) -> dict[str, float]:
         result = evaluate(model, val_index, val_dataset, post, device, batch=cfg.batch, workers=cfg.workers)
-        truth = [(b[~c], k[~c]) for b, k, c in (val_index.annotations(i) for i in range(len(val_index)))]
         precision, recall, _ = precision_recall(result.detections, truth, len(val_index.names))
         m = result.scores.metrics
         console.print(f"val epoch {epoch + 1}: mAP50-95 {m['mAP50-95']:.4f} mAP50 {m['mAP50']:.4f} "
