@@ -27,3 +27,42 @@ def randomize_batchnorm(model: torch.nn.Module) -> None:
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     """Run ``python *args`` in ``cwd`` and capture its output."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+
+
+def write_ultralytics_checkpoint(
+    path: Path, yaml: str = "yolov8n.yaml", num_classes: int = 80, names: list[str] | None = None, stripped: bool = True
+) -> Path:
+    """Write an Ultralytics detection checkpoint the way its trainer does (random weights, BatchNorm
+    statistics randomised): a half-precision EMA model plus optimizer state and training metadata;
+    ``stripped`` then passes it through Ultralytics' own ``strip_optimizer``, which gives the form
+    its released ``.pt`` files have (``model`` set, no optimizer)."""
+    import copy
+    from datetime import datetime
+
+    import ultralytics
+    from ultralytics.nn.tasks import DetectionModel
+    from ultralytics.utils import DEFAULT_CFG_DICT
+    from ultralytics.utils.torch_utils import strip_optimizer
+
+    model = DetectionModel(yaml, nc=num_classes, verbose=False)
+    randomize_batchnorm(model)
+    model.names = dict(enumerate(names or [f"class{i}" for i in range(num_classes)]))
+    model.args = {**DEFAULT_CFG_DICT, "model": yaml}
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    model(torch.rand(1, 3, 64, 64)).__class__  # noqa: B018  (a forward, as training would have made)
+    ckpt = {
+        "epoch": 2,
+        "best_fitness": 0.25,
+        "model": None,
+        "ema": copy.deepcopy(model).half(),
+        "updates": 30,
+        "optimizer": optimizer.state_dict(),
+        "train_args": dict(model.args),
+        "train_metrics": {"metrics/mAP50-95(B)": 0.25},
+        "date": datetime.now().isoformat(),
+        "version": ultralytics.__version__,
+    }
+    torch.save(ckpt, path)
+    if stripped:
+        strip_optimizer(path)
+    return Path(path)

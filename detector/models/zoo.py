@@ -14,7 +14,12 @@ COMPONENT_GROUPS = ("backbone", "neck", "head")
 
 
 def build_model(name: str, num_classes: int = 80, **overrides: Any) -> Detector:
-    """Build ``configs/model/<name>.yaml`` for ``num_classes`` classes.
+    """Build ``configs/model/<name>.yaml`` for ``num_classes`` classes (see :func:`model_config`)."""
+    return instantiate_model(model_config(name, num_classes, **overrides))
+
+
+def model_config(name: str, num_classes: int = 80, **overrides: Any) -> DictConfig:
+    """The composed, validated config of ``configs/model/<name>.yaml`` for ``num_classes`` classes.
 
     ``overrides`` are applied to the model config: a component group given a string swaps that
     component (``backbone="resnet50"``); anything else sets keys, dotted or nested
@@ -33,7 +38,7 @@ def build_model(name: str, num_classes: int = 80, **overrides: Any) -> Detector:
         except OmegaConfBaseException as err:
             raise ConfigError(describe_error(err)) from err
     validate(cfg)
-    return instantiate_model(cfg.model)
+    return cfg.model
 
 
 def instantiate_model(model_cfg: DictConfig) -> Detector:

@@ -51,8 +51,13 @@ def save_checkpoint(
     return write_checkpoint(path, checkpoint_payload(model, model_cfg, names, **extra))
 
 
+class ForeignCheckpoint(ConfigError):
+    """A file that holds objects beyond tensors and plain data: not one of ours (maybe Ultralytics')."""
+
+
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's contents, loaded safely; one clear error for anything else."""
+    """Our checkpoint's contents, loaded safely; one clear error for anything else
+    (:class:`ForeignCheckpoint` for a pickle of objects, which is not unpickled further here)."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"checkpoint not found: {path}")
@@ -61,9 +66,10 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             warnings.simplefilter("ignore", UserWarning)
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        raise ConfigError(
-            f"{path} is not a detector checkpoint: it holds objects other than tensors and plain data, which "
-            "could run code when loaded, so it was refused (Ultralytics .pt files are not supported yet)"
+        raise ForeignCheckpoint(
+            f"{path} is not a detector checkpoint: it holds objects other than tensors and plain data "
+            "(an Ultralytics .pt file is accepted where a model is loaded: evaluate, predict, export, "
+            "inspect_layers, compare, train.init; not by resume)"
         ) from err
     except (RuntimeError, zipfile.BadZipFile, EOFError) as err:
         raise ConfigError(f"{path} is not a detector checkpoint: {type(err).__name__} while reading it") from err
@@ -73,11 +79,27 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path) -> tuple[Detector, dict[str, Any]]:
-    """The model a checkpoint describes, with its weights, in eval mode; and the checkpoint's metadata."""
-    payload = read_checkpoint(path)
+    """The model a checkpoint describes, with its weights, in eval mode; and the checkpoint's metadata
+    (``names``, ``model_config`` ...).
+
+    Our checkpoints load with ``torch.load(weights_only=True)``. Any other pickle goes to the
+    Ultralytics importer, whose restricted unpickler admits only what an Ultralytics detection
+    checkpoint is made of and refuses the rest before anything runs."""
+    try:
+        payload = read_checkpoint(path)
+    except ForeignCheckpoint:
+        from detector.interop import ultralytics
+
+        checkpoint = ultralytics.read(path)
+        model = ultralytics.to_detector(checkpoint)
+        config = OmegaConf.to_container(ultralytics.equivalent_config(checkpoint), resolve=True, enum_to_str=True)
+        meta = {"format": "ultralytics", "names": list(checkpoint.names), "model_config": config,
+                "ultralytics": {"model": checkpoint.model_name, "train_args": checkpoint.train_args}}
+        return model, meta
     model = instantiate_model(OmegaConf.create(payload["model_config"]))
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     if missing or unexpected:
         raise ConfigError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, unexpected {unexpected[:3]})")
     meta = {k: v for k, v in payload.items() if k != "model"}
+    model.names = list(payload["names"])
     return model.eval(), meta

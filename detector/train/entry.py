@@ -20,7 +20,7 @@ from detector.losses import DetectionLoss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
-from detector.train.checkpoint import checkpoint_payload, read_checkpoint, write_checkpoint
+from detector.train.checkpoint import checkpoint_payload, load_checkpoint, read_checkpoint, write_checkpoint
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
 from detector.train.loggers import build_loggers
@@ -180,7 +180,6 @@ def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, conso
     from detector.eval.coco import evaluate
     from detector.eval.entry import results_table, write_outputs
     from detector.eval.postprocess import PostProcess
-    from detector.train.checkpoint import load_checkpoint
 
     best = weights / "best.pt"
     if why != "interrupted" and val_index is not None and best.is_file():
@@ -206,11 +205,11 @@ def _text(value: Any) -> str:
 
 
 def load_initial_weights(model: nn.Module, path: str, console: Console) -> None:
-    """Copy every tensor of a checkpoint's (EMA) weights whose name and shape fit; report the rest
-    (a class-count change leaves the class outputs freshly initialised)."""
-    payload = read_checkpoint(path)
+    """Copy every tensor of a checkpoint's (EMA) weights, ours or Ultralytics', whose name and shape
+    fit; report the rest (a class-count change leaves the class outputs freshly initialised)."""
+    source, _ = load_checkpoint(path)
     own = model.state_dict()
-    fitting = {k: v for k, v in payload["model"].items() if k in own and own[k].shape == v.shape}
+    fitting = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fitting, strict=False)
     skipped = sorted(set(own) - set(fitting))
     console.print(f"train.init: {len(fitting)}/{len(own)} tensors from {path}"

@@ -1,0 +1,165 @@
+"""Ultralytics checkpoints: exact import through the restricted unpickler, refusal of anything else."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from detector.config import ConfigError
+from detector.interop import ultralytics
+from detector.train.checkpoint import load_checkpoint
+from tests.helpers import REPO, run_script, write_ultralytics_checkpoint
+
+
+def their_model(path):
+    """Ultralytics' own loader on a file this test wrote (never do this with a file from elsewhere)."""
+    from ultralytics.nn.tasks import load_checkpoint as ultralytics_load
+
+    return ultralytics_load(str(path))[0].float().eval()
+
+
+def raw_outputs(theirs: torch.nn.Module, x: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """Ultralytics' per-level box and class logits (the inputs of its decoding), through hooks."""
+    detect, box, cls = theirs.model[-1], {}, {}
+    handles = [detect.cv2[i].register_forward_hook(lambda m, a, out, i=i: box.__setitem__(i, out)) for i in range(3)]
+    handles += [detect.cv3[i].register_forward_hook(lambda m, a, out, i=i: cls.__setitem__(i, out)) for i in range(3)]
+    with torch.no_grad():
+        theirs(x)
+    for handle in handles:
+        handle.remove()
+    return [box[i] for i in range(3)], [cls[i] for i in range(3)]
+
+
+@pytest.mark.parametrize(
+    ("yaml", "num_classes", "stripped"),
+    [("yolov8n.yaml", 80, True), ("yolo11n.yaml", 7, False), ("yolov8s.yaml", 3, True)],
+)
+def test_import_equals_ultralytics_forward_unfused_and_fused(tmp_path, yaml, num_classes, stripped) -> None:
+    names = [f"thing{i}" for i in range(num_classes)]
+    path = write_ultralytics_checkpoint(tmp_path / "u.pt", yaml, num_classes, names, stripped=stripped)
+    ours = ultralytics.load(path)
+    theirs = their_model(path)
+    assert ours.names == names
+    assert ours.head.num_classes == num_classes
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+
+    x = torch.rand(2, 3, 96, 128)
+    for fused in (False, True):
+        if fused:
+            ours.fuse()
+            theirs.fuse(verbose=False)
+        box, cls = raw_outputs(theirs, x)
+        with torch.no_grad():
+            out = ours(x)
+        for level in range(3):
+            torch.testing.assert_close(out.box[level], box[level], atol=1e-4, rtol=0)
+            torch.testing.assert_close(out.cls[level], cls[level], atol=1e-4, rtol=0)
+
+
+def test_load_checkpoint_takes_ultralytics_files_and_describes_them(tmp_path) -> None:
+    path = write_ultralytics_checkpoint(tmp_path / "u.pt", "yolo11n.yaml", 4, ["a", "b", "c", "d"], stripped=False)
+    model, meta = load_checkpoint(path)
+    assert meta["format"] == "ultralytics" and meta["names"] == ["a", "b", "c", "d"]
+    assert meta["ultralytics"]["model"] == "yolo11n"
+    assert meta["model_config"]["head"]["num_classes"] == 4
+    checkpoint = ultralytics.read(path)
+    theirs = ultralytics.ultralytics_model(checkpoint)  # their module, built by them, our safely read tensors
+    with torch.no_grad():
+        x = torch.rand(1, 3, 64, 64)
+        torch.testing.assert_close(theirs(x)[0], their_model(path)(x)[0])
+
+
+@pytest.mark.parametrize(("yaml", "message"), [
+    ("yolov8n-seg.yaml", "only detection models"),
+    ("yolov8n-ghost.yaml", "cannot place module model.1 (GhostConv)"),
+    ("yolov8n-p2.yaml", "cannot place module model."),
+])
+def test_a_checkpoint_that_cannot_be_mapped_names_the_first_module(tmp_path, yaml, message) -> None:
+    from ultralytics.nn.tasks import DetectionModel, SegmentationModel
+
+    cls = SegmentationModel if "seg" in yaml else DetectionModel
+    torch.save({"model": cls(yaml, nc=3, verbose=False).half(), "ema": None}, tmp_path / "x.pt")
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        ultralytics.load(tmp_path / "x.pt")
+
+
+class RunsCode:
+    """Unpickling this runs ``func(*args)``: what a malicious checkpoint does."""
+
+    def __init__(self, func, *args):
+        self.func, self.args = func, args
+
+    def __reduce__(self):
+        return (self.func, self.args)
+
+
+def malicious_files(folder, marker) -> dict[str, object]:
+    """Files whose loading would create ``marker``, one per route a pickle can take."""
+    touch = f"touch {marker}"
+    files = {
+        "os_system.pt": {"model": RunsCode(os.system, touch)},
+        "eval.pt": {"ema": RunsCode(eval, f"open({str(marker)!r}, 'w')")},
+        "subprocess.pt": {"model": None, "ema": RunsCode(subprocess.Popen, ["touch", str(marker)])},
+    }
+    paths = {}
+    for name, payload in files.items():
+        torch.save(payload, folder / name)
+        paths[name] = folder / name
+    (folder / "raw.pt").write_bytes(pickle.dumps(RunsCode(os.system, touch)))  # not a zip: a bare pickle
+    paths["raw.pt"] = folder / "raw.pt"
+    return paths
+
+
+def test_malicious_pickles_are_refused_before_anything_runs(tmp_path) -> None:
+    marker = tmp_path / "pwned"
+    for name, path in malicious_files(tmp_path, marker).items():
+        with pytest.raises(ConfigError) as err:
+            load_checkpoint(path)
+        assert "\n" not in str(err.value)
+        if name != "raw.pt":
+            assert "refused" in str(err.value), str(err.value)
+        assert not marker.exists(), name
+
+
+@pytest.mark.parametrize("command", [
+    ["scripts/evaluate.py", "checkpoint={}"],
+    ["scripts/predict.py", "checkpoint={}", "source={images}"],
+    ["scripts/export.py", "checkpoint={}"],
+    ["train.py", "train.init={}", "train.epochs=1"],
+    ["train.py", "resume={}"],
+])
+def test_every_command_that_takes_a_checkpoint_refuses_them(tmp_path, command) -> None:
+    marker = tmp_path / "pwned"
+    path = malicious_files(tmp_path, marker)["os_system.pt"]
+    (tmp_path / "images").mkdir()
+    cv2.imwrite(str(tmp_path / "images" / "a.png"), np.zeros((32, 32, 3), np.uint8))
+    args = [a.format(path, images=tmp_path / "images") for a in command]
+    result = run_script(str(REPO / args[0]), *args[1:], cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert len(lines) == 1 and str(path) in lines[0], lines
+    assert not marker.exists()
+
+
+def test_fine_tuning_from_an_ultralytics_checkpoint_with_another_class_count(tmp_path) -> None:
+    path = write_ultralytics_checkpoint(tmp_path / "u.pt", "yolov8n.yaml", 80, stripped=True)
+    result = run_script(
+        str(REPO / "train.py"), "model=yolov8n", f"train.init={path}", "train.freeze=3", "imgsz=64", "device=cpu",
+        "data.num_train=4", "data.num_val=2", "data.imgsz=96", f"data.root={tmp_path / 'shapes'}", "train.epochs=1",
+        "train.batch=2", "train.nbs=2", "train.workers=0", "schedule.warmup_epochs=0", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Everything but the class branch came from the checkpoint: YOLOv8's class-branch width is
+    # max(64, min(classes, 100)), so going from 80 to 6 classes changes all of its 36 tensors.
+    assert "train.init: 319/355 tensors" in result.stderr, result.stderr[-2000:]
+    model, meta = load_checkpoint(tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt")
+    source = ultralytics.load(path)
+    assert model.head.num_classes == 6 and len(meta["names"]) == 6
+    # frozen layers (stem and the first two stages' blocks) kept the imported weights exactly
+    torch.testing.assert_close(model.backbone.stem.conv.weight, source.backbone.stem.conv.weight)
