@@ -25,7 +25,7 @@ from detector.eval.coco import evaluate, precision_recall
 from detector.eval.postprocess import PostProcess
 from detector.train.distributed import Process, barrier
 from detector.train.ema import ModelEMA
-from detector.train.optim import Schedule, accumulation_steps
+from detector.train.optim import Schedule, warmup_accumulation
 
 
 class StopTraining(RuntimeError):
@@ -124,7 +124,6 @@ def train_epochs(
     wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if process.distributed else model
     batches = len(train_loader) + state.iteration  # a resumed epoch's loader holds only what is left
-    accumulate = accumulation_steps(cfg.batch, cfg.nbs)
     warmup = parts.schedule.warmup_iterations(batches)
     momentum = float(parts.optimizer.defaults.get("momentum", parts.optimizer.defaults.get("betas", (0.9,))[0]))
     with Interrupt() as interrupt:
@@ -145,6 +144,7 @@ def train_epochs(
                 for batch in train_loader:
                     i = state.iteration
                     parts.schedule.apply(parts.optimizer, epoch, state.global_step, warmup, momentum)
+                    accumulate = warmup_accumulation(state.global_step, warmup, cfg.batch, cfg.nbs)
                     images = batch.images.to(device, non_blocking=True).float().div_(255)
                     targets = batch.targets.to(device, non_blocking=True)
                     autocast = torch.autocast(device.type, dtype=parts.amp_dtype) if parts.amp_dtype else nullcontext()

@@ -16,6 +16,15 @@ def accumulation_steps(batch: int, nbs: int = 64) -> int:
     return max(round(nbs / batch), 1)
 
 
+def warmup_accumulation(step: int, warmup: int, batch: int, nbs: int = 64) -> int:
+    """Accumulation at global batch ``step``: during the ``warmup`` iterations it rises linearly from
+    1 (a step per batch) to :func:`accumulation_steps`, so early updates are frequent and small."""
+    full = accumulation_steps(batch, nbs)
+    if step >= warmup:
+        return full
+    return max(1, round(float(np.interp(step, [0, warmup], [1.0, nbs / batch]))))
+
+
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Three groups, split by tensor rank (not by names): weights (``ndim > 1``, with decay), other
     1-d parameters such as norm scales (no decay), and biases (no decay; their own warmup)."""
