@@ -15,7 +15,7 @@ from typing import Any, Optional
 import yaml
 from hydra.core.config_store import ConfigStore
 from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import (
     ConfigAttributeError,
     ConfigKeyError,
@@ -316,9 +316,166 @@ class ExportConfig(RunConfig):
     opset: int = 17
 
 
+class BenchmarkPart(str, Enum):
+    train_step = "train_step"
+    loader = "loader"
+    predict = "predict"
+    val = "val"
+
+
+@dataclass
+class BenchTrainStepConfig:
+    imgsz: int = 320
+    batch: int = 8  # on the CPU
+    batch_cuda: int = 64  # on a GPU
+    steps: int = 3  # timed optimizer steps per repeat
+    amp: bool = True  # on CUDA both sides autocast: bf16 where supported, else fp16 with a grad scaler
+
+
+@dataclass
+class BenchLoaderConfig:
+    imgsz: int = 640
+    batch: int = 16
+    workers: int = 2
+    batches: int = 20  # timed batches per repeat
+    warmup: int = 3  # untimed batches first in each repeat (worker start-up)
+
+
+@dataclass
+class BenchPredictConfig:
+    imgsz: int = 640
+    image: Optional[str] = None  # null: a generated shapes image of imgsz x imgsz pixels
+    calls: int = 10  # timed predictions per repeat
+    conf: float = 0.25
+    iou: float = 0.7
+    max_det: int = 300
+
+
+@dataclass
+class BenchValConfig:
+    split: str = "val"
+    imgsz: int = 320
+    batch: int = 16  # on the CPU
+    batch_cuda: int = 32  # on a GPU
+    workers: int = 2  # on a GPU; on the CPU both use none (Ultralytics' validator ignores workers there)
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+
+
+@dataclass
+class BenchmarkConfig:
+    task: str = "benchmark"
+    name: str = "exp"
+    project: str = "runs"
+    exist_ok: bool = False
+    device: str = "all"  # all: the CPU, and the GPU where CUDA is present; or one of cpu, cuda, cuda:N
+    imgsz: int = 640  # what the augment config interpolates: configs/benchmark.yaml sets it to ${loader.imgsz}
+    arch: str = "yolov8n"  # a model both libraries build from their own configs (yolov8n-x, yolo11n-x)
+    checkpoint: Optional[str] = None  # weights for both sides; null: Ultralytics' initialisation (seeded)
+    data: Any = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    optim: Any = MISSING
+    parts: list[BenchmarkPart] = field(default_factory=lambda: list(BenchmarkPart))
+    repeats: int = 5  # measurements of each side per figure (the median is reported)
+    warmup: int = 1  # untimed measurements of each side first
+    threads: int = 0  # torch CPU threads for both sides; 0: the count Ultralytics sets for itself
+    seed: int = 0
+    train_step: BenchTrainStepConfig = field(default_factory=BenchTrainStepConfig)
+    loader: BenchLoaderConfig = field(default_factory=BenchLoaderConfig)
+    predict: BenchPredictConfig = field(default_factory=BenchPredictConfig)
+    val: BenchValConfig = field(default_factory=BenchValConfig)
+
+
+class CompareMode(str, Enum):
+    eval = "eval"
+    train = "train"
+
+
+@dataclass
+class CompareRecipeConfig:
+    """``scripts/compare.py mode=train``: one recipe for our trainer and Ultralytics'."""
+
+    model: str = "yolov8n"  # one of yolov8n-x, yolo11n-x (Ultralytics builds <model>.yaml)
+    epochs: int = 10
+    batch: int = 16
+    nbs: int = 64
+    lr: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    schedule: ScheduleShape = ScheduleShape.linear
+    final_lr_ratio: float = 0.01
+    warmup_epochs: float = 3.0
+    warmup_momentum: float = 0.8
+    warmup_bias_lr: float = 0.1
+    close_mosaic: int = 10
+    seed: int = 0
+    deterministic: bool = False
+    workers: int = 2  # on a GPU; both use 0 on a CPU (Ultralytics always does)
+    amp: bool = True  # on CUDA: bf16 where supported, else fp16; off on CPU
+    patience: int = 100
+    ours: list[str] = field(default_factory=list)  # extra train.py overrides for our side only
+
+
+@dataclass
+class CompareConfig(RunConfig):
+    task: str = "compare"
+    mode: CompareMode = CompareMode.eval
+    models: list[str] = field(default_factory=list)  # our .pt, an Ultralytics .pt or YAML name, our model config
+    data: Any = MISSING
+    split: str = "val"
+    batch: int = 16
+    workers: int = 4
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    latency_warmup: int = 10
+    latency_repeats: int = 50
+    ultralytics_val: bool = True  # also run Ultralytics' own validator on Ultralytics models
+    ultralytics_rect: bool = False  # its rectangular batches (YOLO.val's default) instead of our square letterbox
+    seed: int = 0  # initialisation of untrained baselines
+    recipe: CompareRecipeConfig = field(default_factory=CompareRecipeConfig)
+
+
 @dataclass
 class _ClassCount:
     num_classes: int = 80
+
+
+class InspectFormat(str, Enum):
+    table = "table"  # the terminal tables only
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+class ConvKind(str, Enum):
+    regular = "regular"
+    depthwise = "depthwise"
+    pointwise = "pointwise"
+    grouped = "grouped"
+    transposed = "transposed"
+
+
+@dataclass
+class InspectConfig(RunConfig):
+    """``scripts/inspect_layers.py``: every conv of a checkpoint (``checkpoint=``) or an untrained model (``model=``)."""
+
+    task: str = "inspect"
+    imgsz: Any = 640  # a square size, or [H, W]
+    checkpoint: Optional[str] = None  # our .pt or an Ultralytics .pt
+    model: Optional[ModelConfig] = None  # model=NAME: an untrained model from configs/model/
+    data: _ClassCount = field(default_factory=_ClassCount)  # the class count of model=NAME
+    fuse: bool = False  # fold BatchNorm into the convs first
+    layers: Any = None  # a module-path glob or a list of them (backbone.*)
+    kind: Optional[ConvKind] = None
+    format: Optional[InspectFormat] = None  # null: from the suffix of out, else the terminal tables only
+    out: Optional[str] = None  # the file for format=csv|json|markdown (default: the run directory)
+    zero_tol: float = 1e-3  # |w| (and |gamma|) at or below this counts as zero
+    kernels: Optional[str] = None  # a conv path: PNG of its filters ('first' or empty: the first conv)
+    image: Optional[str] = None  # an image for feature_maps
+    feature_maps: list[str] = field(default_factory=list)  # module paths whose outputs for image are drawn
+    compare_to: Optional[str] = None  # a checkpoint of the same architecture: relative weight change per conv
 
 
 @dataclass
@@ -354,6 +511,9 @@ def register_configs() -> None:
     cs.store(name="evaluate_schema", node=EvaluateConfig)
     cs.store(name="predict_schema", node=PredictConfig)
     cs.store(name="export_schema", node=ExportConfig)
+    cs.store(name="inspect_schema", node=InspectConfig)
+    cs.store(name="benchmark_schema", node=BenchmarkConfig)
+    cs.store(name="compare_schema", node=CompareConfig)
     for group, nodes in _SCHEMAS.items():
         for name, node in nodes.items():
             cs.store(group=group, name=name, node=node)
@@ -369,8 +529,12 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.initialize import get_gh_backup, restore_gh_from_backup
 
     register_configs()
+    running = get_gh_backup()  # inside a Hydra app (train.py composing a model): put its state back after
+    GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
             cfg = hydra_compose(config_name=config_name, overrides=overrides)
@@ -380,6 +544,9 @@ def compose(config_name: str, overrides: list[str]) -> DictConfig:
         mark = getattr(err, "problem_mark", None)
         where = f"{mark.name}:{mark.line + 1}" if mark is not None else "a config file"
         raise ConfigError(f"invalid YAML in {where}: {getattr(err, 'problem', None) or err}") from err
+    finally:
+        if running is not None and running.is_initialized():
+            restore_gh_from_backup(running)
     validate(cfg)
     return cfg
 
@@ -401,8 +568,11 @@ def validate(cfg: DictConfig) -> None:
             f"model.head.num_classes={head.num_classes} but data.num_classes={data.num_classes}; set the class count "
             "once, in the data config"
         )
-    if "imgsz" in cfg and (cfg.imgsz < 32 or cfg.imgsz % 32):
-        raise ConfigError(f"imgsz={cfg.imgsz} must be a positive multiple of 32 (the largest model stride)")
+    if "imgsz" in cfg:
+        sizes = list(cfg.imgsz) if isinstance(cfg.imgsz, ListConfig) else [cfg.imgsz]  # [H, W] where the schema allows
+        if len(sizes) not in (1, 2) or any(type(s) is not int or s < 32 or s % 32 for s in sizes):
+            shown = f"[{','.join(map(str, sizes))}]" if isinstance(cfg.imgsz, ListConfig) else cfg.imgsz
+            raise ConfigError(f"imgsz={shown} must be a positive multiple of 32 (the largest model stride), or [H,W] of such")
     loop = cfg.get("train")
     if loop is not None:
         for key in ("epochs", "batch"):

@@ -154,6 +154,16 @@ class UltralyticsCheckpoint:
         """Our config that builds the equivalent model (``configs/model/<model_name>.yaml``)."""
         return f"{self.family}{self.scale}"
 
+    @property
+    def multipliers(self) -> dict[str, float]:
+        """``model.scale`` overrides for the yaml's own depth / width / max-channel multipliers (a
+        custom ``scales`` entry); empty when the yaml has none (the config's standard scale holds)."""
+        values = (self.yaml.get("scales") or {}).get(self.scale)
+        if not values or len(values) != 3:
+            return {}
+        depth, width, max_channels = values
+        return {"depth": float(depth), "width": float(width), "max_channels": int(max_channels)}
+
 
 def _class_name(module: nn.Module) -> str:
     return module.foreign_name.rsplit(".", 1)[-1] if isinstance(module, ForeignModule) else type(module).__name__
@@ -185,9 +195,10 @@ def read(path: str | Path) -> UltralyticsCheckpoint:
         raise ConfigError(f"{path}: neither C2f (YOLOv8) nor C3k2 (YOLO11) layers: an architecture we have no config for")
     state = {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     stem = state.get("model.0.conv.weight")
-    scale = _SCALE_BY_STEM.get(int(stem.shape[0])) if stem is not None else None
     yaml = dict(getattr(model, "yaml", None) or {})
-    if scale is None or yaml.get("scale", scale) != scale:
+    # The scale letter (which also decides YOLO11's C3k blocks) from the yaml, else from the stem width.
+    scale = yaml.get("scale") or (_SCALE_BY_STEM.get(int(stem.shape[0])) if stem is not None else None)
+    if scale not in _SCALE_BY_STEM.values():
         raise ConfigError(f"{path}: cannot tell the model's scale (yaml scale {yaml.get('scale')!r}, stem width "
                           f"{None if stem is None else stem.shape[0]}): not one of {family}n/s/m/l/x")
     detect = layers[-1]
@@ -208,7 +219,7 @@ def _names(names: Any, num_classes: int, path: Path) -> list[str]:
 
 def equivalent_config(checkpoint: UltralyticsCheckpoint) -> DictConfig:
     """Our model config equivalent to the checkpoint's architecture."""
-    return model_config(checkpoint.model_name, checkpoint.num_classes)
+    return model_config(checkpoint.model_name, checkpoint.num_classes, scale=checkpoint.multipliers)
 
 
 def to_detector(checkpoint: UltralyticsCheckpoint) -> Detector:

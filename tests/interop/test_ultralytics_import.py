@@ -75,6 +75,24 @@ def test_load_checkpoint_takes_ultralytics_files_and_describes_them(tmp_path) ->
         torch.testing.assert_close(theirs(x)[0], their_model(path)(x)[0])
 
 
+def test_custom_scale_multipliers_are_followed(tmp_path) -> None:
+    """A yaml with its own ``scales`` entry (here yolo11 at 1/16 width, 2/3 depth) maps onto our config
+    with the same multipliers."""
+    from ultralytics.nn.tasks import DetectionModel, yaml_model_load
+
+    cfg = yaml_model_load("yolo11n.yaml")
+    cfg["scales"] = {"n": [0.67, 0.0625, 512]}
+    theirs = DetectionModel(cfg, nc=2, verbose=False)
+    theirs.names = {0: "a", 1: "b"}
+    torch.save({"model": theirs.half(), "ema": None}, tmp_path / "tiny.pt")
+    ours = ultralytics.load(tmp_path / "tiny.pt")
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+    box, cls = raw_outputs(theirs.float().eval(), x := torch.rand(1, 3, 64, 64))
+    with torch.no_grad():
+        out = ours(x)
+    torch.testing.assert_close(out.cls[0], cls[0], atol=1e-4, rtol=0)
+
+
 @pytest.mark.parametrize(("yaml", "message"), [
     ("yolov8n-seg.yaml", "only detection models"),
     ("yolov8n-ghost.yaml", "cannot place module model.1 (GhostConv)"),

@@ -1,0 +1,218 @@
+"""Same-recipe head-to-head: our trainer and Ultralytics' on the same data, architecture, image
+size, epochs, batch, optimizer settings, schedule, augmentation and seed.
+
+Ours runs through :func:`detector.train.entry.run` on a composed ``train`` config; theirs through
+``ultralytics.YOLO(<model yaml>).train(...)``. Each writes its own run directory; their ``best.pt``
+is afterwards read with :func:`detector.interop.ultralytics.read`, never with their loader.
+``ultralytics`` is imported only inside :func:`train_ultralytics`.
+"""
+
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from detector.config import ConfigError, compose, validate
+
+# the recipe's loss gains are the schema defaults of both libraries
+LOSS_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
+
+
+@dataclass
+class Recipe:
+    """One training recipe, given to both trainers."""
+
+    model: str = "yolov8n"  # our model config; Ultralytics gets <model>.yaml
+    epochs: int = 10
+    batch: int = 16
+    nbs: int = 64
+    lr: float = 0.01
+    momentum: float = 0.937
+    weight_decay: float = 5e-4
+    schedule: str = "linear"  # linear | cosine
+    final_lr_ratio: float = 0.01
+    warmup_epochs: float = 3.0
+    warmup_momentum: float = 0.8
+    warmup_bias_lr: float = 0.1
+    close_mosaic: int = 10
+    seed: int = 0
+    deterministic: bool = False
+    workers: int = 2
+    amp: bool = True
+    patience: int = 100
+    ours: list[str] = field(default_factory=list)  # extra train.py overrides for our side only
+
+
+@dataclass
+class TrainedRun:
+    """What one trainer produced."""
+
+    weights: Path  # best.pt
+    run_dir: Path
+    epochs: int
+    train_images: int  # images seen by the optimizer over all epochs
+    train_time_s: float  # time inside the training epochs (validation and setup excluded)
+    wall_time_s: float  # the whole call: setup, epochs, per-epoch validation, final evaluation
+
+    @property
+    def images_per_s(self) -> float:
+        return self.train_images / max(self.train_time_s, 1e-9)
+
+
+def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project: Path) -> list[str]:
+    """The ``train.py`` overrides of the recipe (our run lands in ``<project>/train/ours``)."""
+    return [
+        f"model={recipe.model}",
+        "augment=default", f"augment.close_mosaic={recipe.close_mosaic}",
+        "optim=sgd", f"optim.lr={recipe.lr}", f"optim.momentum={recipe.momentum}", "optim.nesterov=true",
+        f"optim.weight_decay={recipe.weight_decay}",
+        f"schedule={recipe.schedule}", f"schedule.final_lr_ratio={recipe.final_lr_ratio}",
+        f"schedule.warmup_epochs={recipe.warmup_epochs}", f"schedule.warmup_momentum={recipe.warmup_momentum}",
+        f"schedule.warmup_bias_lr={recipe.warmup_bias_lr}",
+        f"train.epochs={recipe.epochs}", f"train.batch={recipe.batch}", f"train.nbs={recipe.nbs}",
+        f"train.seed={recipe.seed}", f"train.deterministic={str(recipe.deterministic).lower()}",
+        f"train.workers={workers}", f"train.amp={str(recipe.amp).lower()}", f"train.patience={recipe.patience}",
+        *(f"train.{k}={v}" for k, v in LOSS_GAINS.items()), "train.fitness=mAP50-95", "train.val=true",
+        "logger=csv", f"imgsz={imgsz}", f"device={device}", f"project={project}", "name=ours", "exist_ok=true",
+        *recipe.ours,
+    ]
+
+
+def our_train_config(recipe: Recipe, data: DictConfig, imgsz: int, device: str, workers: int, project: Path) -> DictConfig:
+    """The composed ``train`` config of the recipe, on the compare run's ``data`` node (resolved)."""
+    cfg = compose("train", our_overrides(recipe, imgsz, device, workers, project))
+    cfg.data = OmegaConf.create(OmegaConf.to_container(data, resolve=True))
+    validate(cfg)
+    return cfg
+
+
+def train_ours(cfg: DictConfig) -> TrainedRun:
+    """Train with our loop; images/s from the run's ``metrics.csv`` (training time of each epoch)."""
+    from detector.train.entry import run
+
+    start = time.perf_counter()
+    run_dir = Path(run(cfg))
+    wall = time.perf_counter() - start
+    images = seconds = 0.0
+    with open(run_dir / "metrics.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            s = float(row["epoch_time_s"])
+            seconds += s
+            images += float(row["images_per_s"]) * s
+    weights = run_dir / "weights" / "best.pt"
+    if not weights.is_file():
+        raise ConfigError(f"our training in {run_dir} wrote no weights/best.pt")
+    return TrainedRun(weights, run_dir, int(cfg.train.epochs), round(images), seconds, wall)
+
+
+def check_recipe_model(recipe: Recipe) -> str:
+    """The Ultralytics YAML name of the recipe's model; only models both libraries build qualify."""
+    from detector.interop.compare import ULTRALYTICS_YAML
+
+    name = f"{recipe.model}.yaml"
+    if not ULTRALYTICS_YAML.match(name):
+        raise ConfigError(f"recipe.model={recipe.model}: the head-to-head needs a model both libraries build: "
+                          "yolov8n, yolov8s, yolov8m, yolov8l, yolov8x, yolo11n, yolo11s, yolo11m, yolo11l, yolo11x")
+    return name
+
+
+def ultralytics_amp(recipe: Recipe, device: torch.device) -> bool | str:
+    """Their ``amp`` for ours: bf16 autocast where ours uses it, fp16 with a scaler otherwise, off on CPU."""
+    if not recipe.amp or device.type != "cuda":
+        return False
+    return "bf16" if torch.cuda.is_bf16_supported() else True
+
+
+def ultralytics_train_args(recipe: Recipe, data_yaml: Path, imgsz: int, device: str, amp: bool | str,
+                           workers: int, project: Path) -> dict[str, Any]:
+    """``YOLO.train`` arguments of the recipe (their run lands in ``<project>/ultralytics``)."""
+    from detector.interop.ultralytics import TRAIN_AUGMENT
+
+    return {
+        "data": str(Path(data_yaml).resolve()), "epochs": recipe.epochs, "batch": recipe.batch, "imgsz": imgsz, "nbs": recipe.nbs,
+        "optimizer": "SGD", "lr0": recipe.lr, "lrf": recipe.final_lr_ratio, "momentum": recipe.momentum,
+        "weight_decay": recipe.weight_decay, "cos_lr": recipe.schedule == "cosine",
+        "warmup_epochs": recipe.warmup_epochs, "warmup_momentum": recipe.warmup_momentum,
+        "warmup_bias_lr": recipe.warmup_bias_lr, "close_mosaic": recipe.close_mosaic, "seed": recipe.seed,
+        "deterministic": recipe.deterministic, "workers": workers, "device": device, "amp": amp,
+        "patience": recipe.patience, **LOSS_GAINS, "pretrained": False, "cache": False, "rect": False,
+        "fraction": 1.0, "single_cls": False, "val": True, "plots": False, "save": True, "save_period": -1,
+        "project": str(Path(project).resolve()),  # absolute: a relative one lands under their own runs_dir
+        "name": "ultralytics", "exist_ok": True, "verbose": False,
+        **TRAIN_AUGMENT,
+    }
+
+
+def train_ultralytics(model_yaml: str, args: dict[str, Any], device: torch.device) -> TrainedRun:
+    """``YOLO(model_yaml).train(**args)`` (a YAML name such as ``yolov8n.yaml``: built offline, random
+    weights), timing each training epoch with their callbacks."""
+    from ultralytics import YOLO
+
+    model = YOLO(model_yaml, task="detect")
+    epochs: list[tuple[int, float]] = []
+    started: dict[str, float] = {}
+
+    def now() -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter()
+
+    def epoch_start(trainer: Any) -> None:
+        started["t"] = now()
+
+    def epoch_end(trainer: Any) -> None:
+        epochs.append((len(trainer.train_loader.dataset), now() - started["t"]))
+
+    model.add_callback("on_train_epoch_start", epoch_start)
+    model.add_callback("on_train_epoch_end", epoch_end)
+    start = time.perf_counter()
+    model.train(**args)
+    wall = time.perf_counter() - start
+    run_dir = _relative(Path(model.trainer.save_dir))
+    weights = run_dir / "weights" / "best.pt"
+    if not weights.is_file():
+        raise ConfigError(f"Ultralytics' training in {run_dir} wrote no weights/best.pt")
+    return TrainedRun(weights, run_dir, len(epochs), sum(n for n, _ in epochs), sum(s for _, s in epochs), wall)
+
+
+def recipe_notes(recipe: Recipe, device: torch.device, workers: int, amp: bool | str) -> list[str]:
+    """What the two runs share, and what differs by design of the two trainers."""
+    return [
+        f"Matched: architecture {recipe.model} (the same layers and parameter "
+        f"count in both libraries), data and splits, imgsz, {recipe.epochs} epochs, batch {recipe.batch}, nominal "
+        f"batch {recipe.nbs} (gradient accumulation and weight-decay scaling), SGD with Nesterov momentum "
+        f"{recipe.momentum}, lr {recipe.lr}, weight decay {recipe.weight_decay} on weights only, {recipe.schedule} "
+        f"decay to lr x {recipe.final_lr_ratio}, warmup {recipe.warmup_epochs} epochs (momentum from "
+        f"{recipe.warmup_momentum}, bias lr from {recipe.warmup_bias_lr}), loss gains box 7.5 / cls 0.5 / dfl 1.5, "
+        f"gradient clipping at norm 10, EMA (decay 0.9999, tau 2000), augmentation (mosaic, scale 0.5-1.5, "
+        f"translate 0.1, HSV 0.015/0.7/0.4, horizontal flip 0.5; Ultralytics' settings in "
+        f"detector.interop.ultralytics.TRAIN_AUGMENT), mosaic off for the last {recipe.close_mosaic} epochs, "
+        f"seed {recipe.seed}, deterministic={recipe.deterministic}, {workers} loader workers, "
+        f"AMP {({'bf16': 'bf16', True: 'fp16'}).get(amp, 'off')} on {device.type}, best.pt chosen by validation mAP50-95, patience {recipe.patience}.",
+        "Not matched: initial weights (each library draws its own from the seed); random streams of augmentation "
+        "and shuffling; the augmentation implementations (albumentations for ours, Ultralytics' own for theirs); "
+        "warmup length (ours at least 100 iterations, theirs round(warmup_epochs x batches) and never past the "
+        "last epoch); ours also steps at the end of every epoch with what is accumulated; the validation that picks best.pt "
+        "(ours: our COCO evaluator, square letterbox; theirs: their validator with rectangular batches).",
+        "Loader workers: both are given the same number; on a CPU Ultralytics' trainer replaces it by 0 (its own "
+        "rule: it loads in the training process), ours uses the workers.",
+        "train images/s: images through the optimizer over the time inside the training epochs (validation, "
+        "setup and checkpoints excluded); wall time: the whole training call, including per-epoch validation "
+        "and each trainer's final evaluation (ours also draws its plots). Ours trains first, in the same process: "
+        "one-off start-up costs (first kernel selections, allocations) fall in its first epoch, which shows "
+        "in runs of an epoch or two and vanishes over real ones.",
+    ]
+
+
+def _relative(path: Path) -> Path:
+    """``path`` relative to the working directory when it lies below it (as our run directories are)."""
+    try:
+        return path.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        return path

@@ -1,0 +1,180 @@
+"""scripts/compare.py end to end on a few generated images: our checkpoint, Ultralytics checkpoints
+(one on a superset of the classes), a YAML baseline; one-line errors; the same-recipe head-to-head."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pytest
+import torch
+
+from detector.data.shapes import SHAPE_NAMES
+from tests.helpers import REPO, run_script, write_ultralytics_checkpoint
+
+COMPARE = str(REPO / "scripts" / "compare.py")
+EVALUATE = str(REPO / "scripts" / "evaluate.py")
+SUPERSET = ["person", *reversed(SHAPE_NAMES), "car"]  # the shapes, in another order, between two others
+
+
+def data_args(tmp_path, num_train: int = 4) -> list[str]:
+    return [f"data.root={tmp_path / 'shapes'}", f"data.num_train={num_train}", "data.num_val=4", "data.imgsz=96",
+            "imgsz=64", "device=cpu", "batch=4", "workers=0"]
+
+
+def quick(tmp_path, *extra: str) -> list[str]:
+    return [*data_args(tmp_path), "latency_warmup=1", "latency_repeats=2", *extra]
+
+
+def compare(tmp_path, *args: str):
+    return run_script(COMPARE, *args, cwd=tmp_path)
+
+
+def rows(path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_ours(path, names=SHAPE_NAMES) -> torch.nn.Module:
+    from detector.config import compose
+    from detector.models.zoo import instantiate_model
+    from detector.train.checkpoint import save_checkpoint
+
+    cfg = compose("train", ["model=yolov8n", "model.scale.width=0.0625"])
+    model = instantiate_model(cfg.model)
+    save_checkpoint(path, model, cfg.model, list(names))
+    return model
+
+
+def test_compare_eval_mode_end_to_end(tmp_path) -> None:
+    from detector.interop.ultralytics import read, to_detector, ultralytics_model
+
+    ours = write_ours(tmp_path / "ours.pt")
+    write_ultralytics_checkpoint(tmp_path / "u.pt", "yolov8n.yaml", num_classes=6, names=list(SHAPE_NAMES))
+    write_ultralytics_checkpoint(tmp_path / "super.pt", "yolo11n.yaml", num_classes=8, names=SUPERSET)
+    models = "models=[ours.pt,u.pt,super.pt,yolov8n.yaml]"
+    result = compare(tmp_path, models, *quick(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "compare" / "exp"
+    for name in ("compare.md", "compare.csv", "map_vs_latency.png", "data.yaml", "config.yaml"):
+        assert (run / name).is_file(), name
+    table = {r["model"]: r for r in rows(run / "compare.csv")}
+    assert list(table) == ["ours.pt", "u.pt", "super.pt", "yolov8n.yaml"]
+    assert [table[m]["kind"] for m in table] == ["ours", "ultralytics", "ultralytics", "ultralytics (untrained yaml)"]
+
+    # params: every parameter of the model as given, the same in our import and in their module
+    assert int(table["ours.pt"]["params"]) == sum(p.numel() for p in ours.parameters())
+    for name in ("u.pt", "super.pt"):
+        checkpoint = read(tmp_path / name)
+        count = sum(p.numel() for p in to_detector(checkpoint).parameters())
+        assert int(table[name]["params"]) == count == sum(p.numel() for p in ultralytics_model(checkpoint).parameters())
+    assert table["super.pt"]["classes"] == "6 of 8"
+    assert "matched by name" in table["super.pt"]["notes"]
+
+    # Ultralytics' own validator ran for their models only; our import agrees with their module
+    assert table["ours.pt"]["ultralytics_mAP50-95"] == ""
+    for name, slug in (("u.pt", "u"), ("super.pt", "super"), ("yolov8n.yaml", "yolov8n")):
+        assert table[name]["ultralytics_mAP50-95"] != "" and float(table[name]["ultralytics_latency_ms"]) > 0
+        metrics = json.loads((run / "models" / slug / "metrics.json").read_text())
+        assert metrics["parity"]["max_abs_score_diff"] < 1e-4, name
+        assert metrics["ultralytics_validator"]["images"] == 4
+    for row in table.values():
+        assert float(row["latency_ms"]) > 0 and float(row["gflops"]) > 0
+
+    # our evaluator's figures for an Ultralytics checkpoint are exactly those of scripts/evaluate.py
+    result = run_script(EVALUATE, "checkpoint=u.pt", *data_args(tmp_path), "plots=false", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    evaluated = tmp_path / "runs" / "evaluate" / "exp"
+    reference = json.loads((evaluated / "metrics.json").read_text())
+    assert float(table["u.pt"]["mAP50-95"]) == reference["mAP50-95"]
+    assert float(table["u.pt"]["mAP50"]) == reference["mAP50"]
+    predictions = json.loads((run / "models" / "u" / "predictions.json").read_text())
+    assert predictions == json.loads((evaluated / "predictions.json").read_text())
+    assert len(predictions) > 0
+
+    markdown = (run / "compare.md").read_text()
+    assert "| model | kind |" in markdown and "Ultralytics val mAP50-95" in markdown and "conf 0.001" in markdown
+
+
+@pytest.mark.parametrize(
+    ("models", "message"),
+    [
+        ("models=[missing.pt]", "checkpoint not found"),
+        ("models=[garbage.pt]", "neither a detector checkpoint nor an Ultralytics"),
+    ],
+)
+def test_compare_bad_input_is_one_line(tmp_path, models: str, message: str) -> None:
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
+    result = compare(tmp_path, models, *quick(tmp_path))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("yolov9z", "unknown model 'yolov9z'"),
+        ("rtdetr-l.yaml", "not an Ultralytics model name this project mirrors"),
+        ("fewer.pt", "has no class named hexagon, cross"),
+    ],
+)
+def test_models_that_cannot_be_compared(tmp_path, spec: str, message: str) -> None:
+    from detector.config import ConfigError
+    from detector.interop.compare import class_map, load_contender
+
+    write_ours(tmp_path / "fewer.pt", names=list(SHAPE_NAMES[:4]))
+    with pytest.raises(ConfigError, match=message):
+        contender = load_contender(str(tmp_path / spec) if spec.endswith(".pt") else spec, list(SHAPE_NAMES))
+        class_map(contender.names, list(SHAPE_NAMES), contender.label)
+
+
+def test_class_matching_by_name_equals_dropping_other_classes(tmp_path) -> None:
+    """Both restricted modules give exactly the superset model's scores of the data's classes."""
+    from detector.interop.compare import (
+        class_map,
+        parity,
+        restrict_classes,
+        restrict_ultralytics_classes,
+    )
+    from detector.interop.ultralytics import read, to_detector, ultralytics_model
+
+    keep = class_map(SUPERSET, list(SHAPE_NAMES), "superset")
+    assert [SUPERSET[k] for k in keep] == list(SHAPE_NAMES)
+    assert class_map(list(SHAPE_NAMES), list(SHAPE_NAMES), "same") is None
+    checkpoint = read(write_ultralytics_checkpoint(tmp_path / "s.pt", "yolov8n.yaml", 8, SUPERSET))
+    ours, theirs = to_detector(checkpoint), ultralytics_model(checkpoint)
+    x = torch.rand(1, 3, 64, 96)
+    with torch.no_grad():
+        boxes, scores = ours.head.decode(ours(x))
+        restricted = restrict_classes(ours, keep)
+        r_boxes, r_scores = restricted.head.decode(restricted(x))
+        theirs_restricted = restrict_ultralytics_classes(theirs, keep, list(SHAPE_NAMES))
+        decoded = theirs_restricted(x)[0]
+    assert restricted.num_classes == 6 and ours.num_classes == 8  # the original is untouched
+    torch.testing.assert_close(r_scores, scores[..., keep], atol=1e-6, rtol=0)
+    torch.testing.assert_close(r_boxes, boxes, atol=0, rtol=0)
+    assert decoded.shape[1] == 4 + 6 and theirs_restricted.names == dict(enumerate(SHAPE_NAMES))
+    assert parity(restricted, theirs_restricted, x)["max_abs_score_diff"] < 1e-4
+
+
+def test_compare_train_mode_head_to_head(tmp_path) -> None:
+    args = [*quick(tmp_path), "mode=train", "recipe.epochs=1", "recipe.batch=4", "recipe.nbs=4",
+            "recipe.warmup_epochs=0", "recipe.close_mosaic=0"]
+    args[args.index("data.num_train=4")] = "data.num_train=8"
+    result = compare(tmp_path, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    run = tmp_path / "runs" / "compare" / "exp"
+    assert (run / "train" / "ours" / "weights" / "best.pt").is_file()
+    assert (run / "train" / "ultralytics" / "weights" / "best.pt").is_file()
+    assert (run / "map_vs_latency.png").is_file()
+    ours, theirs = rows(run / "compare.csv")
+    assert (ours["kind"], theirs["kind"]) == ("ours", "ultralytics")
+    assert ours["params"] == theirs["params"]  # the same architecture
+    for row in (ours, theirs):
+        assert float(row["train_images_per_s"]) > 0 and float(row["wall_time_s"]) >= float(row["train_time_s"]) > 0
+    for side in ("ours", "ultralytics"):
+        metrics = json.loads((run / "models" / f"{side}_best" / "metrics.json").read_text())
+        assert metrics["training"]["epochs"] == 1 and metrics["training"]["train_images"] == 8
+    markdown = (run / "compare.md").read_text()
+    assert "Same-recipe head-to-head" in markdown and "Not matched" in markdown and "train images/s" in markdown
