@@ -215,7 +215,9 @@ class TrainLoopConfig:
     workers: int = 4  # data-loader processes per training process
     cache_images: bool = False  # keep decoded, resized images in RAM
     fraction: float = 1.0  # train on this first fraction of the train split
-    amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 with a grad scaler); off on CPU
+    # mixed precision. null: on CUDA (bf16 where supported, else fp16 with a grad scaler), off on CPU;
+    # true: also on a CPU with native bf16 (AVX512-BF16 / AMX), as bf16 autocast; false: off
+    amp: Optional[bool] = None
     clip: float = 10.0  # gradient-norm clipping (0: off)
     ema_decay: float = 0.9999
     ema_tau: float = 2000.0
@@ -288,6 +290,7 @@ class EvaluateConfig(RunConfig):
     max_det: int = 300
     agnostic: bool = False
     plots: bool = True
+    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16
 
 
 @dataclass
@@ -300,6 +303,7 @@ class PredictConfig(RunConfig):
     max_det: int = 300
     agnostic: bool = False
     save_images: bool = True
+    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16
 
 
 class ExportFormat(str, Enum):

@@ -36,3 +36,33 @@ def select_device(spec: str) -> torch.device:
     if index >= torch.cuda.device_count():
         raise ConfigError(f"device={spec} but only {torch.cuda.device_count()} CUDA device(s) are visible")
     return torch.device("cuda", index)
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX), where bf16 autocast pays off."""
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def autocast_dtype(device: torch.device, amp: bool | None, setting: str = "amp") -> torch.dtype | None:
+    """The autocast dtype for an ``amp`` setting, or None for full precision.
+
+    ``None`` (auto): on CUDA (bf16 where supported, else fp16), off elsewhere. ``True``: on CUDA as
+    auto, on a CPU bf16, which needs native bf16 support (a :class:`ConfigError` otherwise: emulated
+    bf16 is slower than float32). ``False``: off."""
+    if amp is False or device.type not in ("cuda", "cpu"):
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp is None:
+        return None
+    if not cpu_has_native_bf16():
+        raise ConfigError(f"{setting}=true on a CPU without native bf16 (AVX512-BF16 or AMX): it would be slower than "
+                          f"float32; use {setting}=false")
+    return torch.bfloat16
+
+
+def memory_format(device: torch.device) -> torch.memory_format:
+    """Channels-last where convolutions run faster with it (CUDA; x86 CPUs through oneDNN), else the default."""
+    if device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available()):
+        return torch.channels_last
+    return torch.contiguous_format

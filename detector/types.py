@@ -22,6 +22,10 @@ class HeadOutput:
     strides: tuple[int, ...]
     reg_max: int
 
+    def float(self) -> HeadOutput:
+        """The same predictions in float32 (autocast may have produced half precision)."""
+        return HeadOutput([t.float() for t in self.box], [t.float() for t in self.cls], self.strides, self.reg_max)
+
 
 @dataclass
 class Targets:

@@ -19,8 +19,6 @@ import json
 import os
 import platform
 import statistics
-import time
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,26 +27,9 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.config import compose
-from detector.data.build import build_source, load_split, train_dataset
-from detector.data.loader import build_loader
+from detector.data.build import build_source, load_split
+from detector.interop.benchmark import images_per_second, training_loaders
 from detector.runs import write_text_atomic
-
-
-def images_per_second(
-    loader: Iterable[Any], count: Callable[[Any], int], warmup: int, batches: int, stop: Callable[[], None]
-) -> float:
-    """Throughput of one pass: ``warmup`` untimed batches, then ``batches`` timed ones; ``stop`` ends the workers."""
-    iterator = iter(loader)
-    try:
-        for _ in range(warmup):
-            next(iterator)
-        images, start = 0, time.perf_counter()
-        for _ in range(batches):
-            images += count(next(iterator))
-        return images / (time.perf_counter() - start)
-    finally:
-        del iterator  # a torch loader iterator shuts its workers down when released
-        stop()
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:
@@ -69,25 +50,22 @@ def main() -> None:
     if args.rounds < 2:
         parser.error("--rounds must be at least 2")
     os.environ["YOLO_OFFLINE"] = "1"  # before ultralytics is first imported (inside the interop module)
-    from detector.interop.ultralytics import TRAIN_AUGMENT, ultralytics_train_loader
+    from detector.interop.ultralytics import TRAIN_AUGMENT
 
     cfg = compose("train", [f"imgsz={args.imgsz}"])
     source = build_source(cfg.data)
     index = load_split(source, "train")
-    ours_ds = train_dataset(index, cfg.augment, args.imgsz, seed=args.seed, epochs=cfg.train.epochs)
-    ours = build_loader(ours_ds, args.batch, shuffle=True, workers=args.workers, seed=args.seed)
-    theirs = ultralytics_train_loader(source.where, args.imgsz, args.batch, args.workers, seed=args.seed)
-    if len(ours) < args.warmup + args.batches:
-        parser.error(f"an epoch has {len(ours)} batches: --warmup + --batches must not exceed it")
+    # the same loaders and measurement as the loader figure of scripts/benchmark.py
+    loaders = training_loaders(
+        source, index, cfg.augment, args.imgsz, args.batch, args.workers, seed=args.seed, epochs=cfg.train.epochs
+    )
+    if len(loaders["ours"].loader) < args.warmup + args.batches:
+        parser.error(f"an epoch has {len(loaders['ours'].loader)} batches: --warmup + --batches must not exceed it")
 
-    loaders = {
-        "ours": (ours, lambda b: b.images.shape[0], lambda: None),
-        "ultralytics": (theirs, lambda b: b["img"].shape[0], theirs.reset),
-    }
     rounds: dict[str, list[float]] = {name: [] for name in loaders}
     for r in range(args.rounds):
-        for name, (loader, count, stop) in loaders.items():
-            rate = images_per_second(loader, count, args.warmup, args.batches, stop)
+        for name, timed in loaders.items():
+            rate = images_per_second(timed.loader, timed.count, args.warmup, args.batches, timed.stop)
             rounds[name].append(rate)
             print(f"round {r + 1}/{args.rounds} {name:>11}: {rate:7.1f} images/s")
     median = {name: statistics.median(rates) for name, rates in rounds.items()}

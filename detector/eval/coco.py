@@ -19,6 +19,7 @@ from faster_coco_eval import COCO, COCOeval_faster
 from torch import nn
 
 from detector.data.loader import build_loader
+from detector.device import memory_format
 from detector.data.verify import SplitIndex
 from detector.eval.postprocess import Detections, PostProcess
 
@@ -117,9 +118,14 @@ def evaluate(
     device: torch.device,
     batch: int = 16,
     workers: int = 4,
+    amp: torch.dtype | None = None,
 ) -> EvalResult:
-    """Run ``model`` (eval mode) over ``dataset`` (the letterboxed split of ``index``) and score it."""
-    model.eval()
+    """Run ``model`` (eval mode) over ``dataset`` (the letterboxed split of ``index``) and score it,
+    in ``amp`` autocast when given (None: full precision). The model is put in eval mode and in the
+    device's preferred memory format (:func:`detector.device.memory_format`), in place."""
+    fmt = memory_format(device)
+    model.eval().to(memory_format=fmt)
+    autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
     loader = build_loader(dataset, batch, shuffle=False, workers=workers, distributed=False)
     timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
     detections: list[Detections] = []
@@ -133,9 +139,11 @@ def evaluate(
 
     for batch_data in loader:
         t0 = now()
-        x = batch_data.images.to(device, non_blocking=True).float().div_(255)
+        x = batch_data.images.to(device, non_blocking=True).float().div_(255).contiguous(memory_format=fmt)
         t1 = now()
-        boxes, scores = model.head.decode(model(x))
+        with autocast():
+            out = model(x)
+        boxes, scores = model.head.decode(out.float())
         t2 = now()
         dets = post(boxes, scores, batch_data.letterbox.to(device), batch_data.orig_sizes.to(device))
         t3 = now()

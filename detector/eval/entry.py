@@ -14,7 +14,7 @@ from detector.config import ConfigError
 from detector.data.build import build_source, load_split, val_dataset
 from detector.data.dataset import fit_longest_side, read_image
 from detector.data.verify import SplitIndex
-from detector.device import select_device
+from detector.device import autocast_dtype, select_device
 from detector.eval.coco import EvalResult, evaluate
 from detector.eval.plots import (
     confusion_matrix,
@@ -45,12 +45,15 @@ def run(cfg: DictConfig) -> Path:
     check_names(meta["names"], list(cfg.data.names), cfg.checkpoint)
     index = load_split(source, cfg.split, log=console.print)
     post = PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, agnostic=cfg.agnostic)
-    result = evaluate(model.to(device), index, val_dataset(index, cfg.imgsz), post, device, cfg.batch, cfg.workers)
+    amp = autocast_dtype(device, bool(cfg.amp), "amp")
+    result = evaluate(model.fuse().to(device), index, val_dataset(index, cfg.imgsz), post, device, cfg.batch,
+                      cfg.workers, amp)
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
     write_outputs(run_dir, result, index, cfg)
     console.print(results_table(result, index))
     speed = ", ".join(f"{k} {v:.1f} ms" for k, v in result.speed.items())
-    console.print(f"speed per image: {speed} (imgsz {cfg.imgsz}, batch {cfg.batch}, {device})")
+    precision = f", {str(amp).removeprefix('torch.')} autocast" if amp is not None else ""
+    console.print(f"speed per image: {speed} (imgsz {cfg.imgsz}, batch {cfg.batch}, {device}{precision}, fused)")
     console.print(f"results in {run_dir}")
     return run_dir
 

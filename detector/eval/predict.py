@@ -16,7 +16,7 @@ from detector.config import ConfigError
 from detector.data.dataset import fit_longest_side, fitted_size
 from detector.data.sources import IMAGE_SUFFIXES
 from detector.data.transforms import build_val_pipeline, letterbox_params
-from detector.device import select_device
+from detector.device import autocast_dtype, memory_format, select_device
 from detector.eval.plots import draw_boxes, save_png
 from detector.eval.postprocess import Detections, PostProcess
 from detector.export.onnx import Decoded, OnnxModel
@@ -48,15 +48,20 @@ def decode_image(path: Path) -> np.ndarray | None:
 class Predictor:
     """A checkpoint (PyTorch, fused) or an exported ``.onnx`` file, with letterbox and post-processing."""
 
-    def __init__(self, checkpoint: str, device: torch.device, imgsz: int, post: PostProcess) -> None:
+    def __init__(
+        self, checkpoint: str, device: torch.device, imgsz: int, post: PostProcess, amp: torch.dtype | None = None
+    ) -> None:
+        """``amp``: autocast dtype of the PyTorch model's forward (None: full precision)."""
         self.post = post
         self.device = device
+        self.amp = amp
+        self.memory_format = memory_format(device)
         if Path(checkpoint).suffix.lower() == ".onnx":
             self.model = OnnxModel(checkpoint)
             self.names, self.imgsz = self.model.names, self.model.imgsz  # the graph's own input size
         else:
             model, meta = load_checkpoint(checkpoint)
-            self.model = Decoded(model.fuse().to(device)).eval()
+            self.model = Decoded(model.fuse().to(device, memory_format=self.memory_format)).eval()
             self.names, self.imgsz = meta["names"], imgsz
         self.letterbox = build_val_pipeline(self.imgsz)
 
@@ -66,7 +71,12 @@ class Predictor:
         fitted = fit_longest_side(image, self.imgsz)
         boxed = self.letterbox(fitted, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), seed=0).image
         x = torch.from_numpy(boxed).permute(2, 0, 1)[None].to(self.device).float().div_(255)
-        boxes, scores = self.model(x)
+        if isinstance(self.model, OnnxModel):
+            boxes, scores = self.model(x)
+        else:
+            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                boxes, scores = self.model(x.contiguous(memory_format=self.memory_format))
+            boxes, scores = boxes.float(), scores.float()
         letterbox = torch.from_numpy(letterbox_params((h, w), fitted_size(h, w, self.imgsz), self.imgsz))[None]
         det = self.post(boxes.to(self.device), scores.to(self.device), letterbox.to(self.device), torch.tensor([[h, w]]))[0]
         return Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
@@ -77,7 +87,7 @@ def run(cfg: DictConfig) -> Path:
     images = find_images(cfg.source)
     device = select_device(cfg.device)
     post = PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, agnostic=cfg.agnostic, multi_label=False)
-    predictor = Predictor(cfg.checkpoint, device, cfg.imgsz, post)
+    predictor = Predictor(cfg.checkpoint, device, cfg.imgsz, post, autocast_dtype(device, bool(cfg.amp), "amp"))
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
     used: set[str] = set()
     done = skipped = 0

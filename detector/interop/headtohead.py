@@ -77,7 +77,7 @@ def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project
         f"schedule.warmup_bias_lr={recipe.warmup_bias_lr}",
         f"train.epochs={recipe.epochs}", f"train.batch={recipe.batch}", f"train.nbs={recipe.nbs}",
         f"train.seed={recipe.seed}", f"train.deterministic={str(recipe.deterministic).lower()}",
-        f"train.workers={workers}", f"train.amp={str(recipe.amp).lower()}", f"train.patience={recipe.patience}",
+        f"train.workers={workers}", f"train.amp={'null' if recipe.amp else 'false'}", f"train.patience={recipe.patience}",
         *(f"train.{k}={v}" for k, v in LOSS_GAINS.items()), "train.fitness=mAP50-95", "train.val=true",
         "logger=csv", f"imgsz={imgsz}", f"device={device}", f"project={project}", "name=ours", "exist_ok=true",
         *recipe.ours,

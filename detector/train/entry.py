@@ -15,7 +15,7 @@ from torch import nn
 from detector.config import ConfigError, TrainConfig, instantiate_node, validate
 from detector.data.build import build_source, load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader
-from detector.device import select_device
+from detector.device import autocast_dtype, memory_format, select_device
 from detector.losses import DetectionLoss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
@@ -74,7 +74,7 @@ def _train(
     freeze(model, loop.freeze)
     if process.distributed and loop.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    model.to(device)
+    model.to(device, memory_format=memory_format(device))
 
     source = build_source(cfg.data)
     log = console.print if process.main else (lambda *a, **k: None)
@@ -90,13 +90,11 @@ def _train(
     sched = cfg.schedule
     schedule = Schedule(loop.epochs, _text(sched.shape), sched.final_lr_ratio, sched.warmup_epochs,
                         sched.warmup_momentum, sched.warmup_bias_lr)
-    amp_dtype = None
-    if device.type == "cuda" and loop.amp:
-        amp_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    amp_dtype = autocast_dtype(device, loop.amp, "train.amp")
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEMA(model, loop.ema_decay, loop.ema_tau)
     criterion = DetectionLoss(model.num_classes, model.head.reg_max, box=loop.box, cls=loop.cls, dfl=loop.dfl)
-    parts = Collaborators(model, optimizer, schedule, ema, criterion, scaler, amp_dtype)
+    parts = Collaborators(model, optimizer, schedule, ema, criterion, scaler, amp_dtype, memory_format(device))
 
     state = LoopState()
     if payload is not None:

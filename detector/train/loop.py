@@ -58,6 +58,7 @@ class Collaborators:
     criterion: Callable
     scaler: torch.amp.GradScaler
     amp_dtype: torch.dtype | None  # None: full precision
+    memory_format: torch.memory_format = torch.contiguous_format  # of the model's weights and its inputs
 
 
 def rng_state(loader_generator: torch.Generator) -> dict[str, Any]:
@@ -146,11 +147,12 @@ def train_epochs(
                     parts.schedule.apply(parts.optimizer, epoch, state.global_step, warmup, momentum)
                     accumulate = warmup_accumulation(state.global_step, warmup, cfg.batch, cfg.nbs)
                     images = batch.images.to(device, non_blocking=True).float().div_(255)
+                    images = images.contiguous(memory_format=parts.memory_format)
                     targets = batch.targets.to(device, non_blocking=True)
                     autocast = torch.autocast(device.type, dtype=parts.amp_dtype) if parts.amp_dtype else nullcontext()
                     with autocast:
                         out = wrapped(images)
-                    loss, items = parts.criterion(_float_output(out), targets, len(batch))
+                    loss, items = parts.criterion(out.float(), targets, len(batch))
                     if process.distributed:
                         loss = loss * process.world_size  # DDP averages gradients over processes
                     if torch.isfinite(loss):
@@ -207,13 +209,6 @@ def train_epochs(
                               f"(best {state.best_fitness:.4f} at epoch {state.best_epoch + 1})")
                 return "patience"
     return "done"
-
-
-def _float_output(out: Any) -> Any:
-    """Head outputs in float32 for the loss (autocast may have produced half precision)."""
-    out.box = [t.float() for t in out.box]
-    out.cls = [t.float() for t in out.cls]
-    return out
 
 
 def _step(parts: Collaborators, model: nn.Module, clip: float) -> None:

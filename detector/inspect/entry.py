@@ -1,0 +1,141 @@
+"""``python scripts/inspect_layers.py``: the conv layers of a checkpoint or an untrained model.
+
+The configuration is read here and only here; everything below takes plain arguments.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig
+from rich.console import Console
+from torch import nn
+
+from detector.config import ConfigError
+from detector.device import select_device
+from detector.eval.plots import save_png
+from detector.inspect.layers import (
+    find_conv,
+    find_module,
+    inspect_layers,
+    select_layers,
+)
+from detector.inspect.report import FORMATS, layers_table, render, weights_table
+from detector.inspect.stats import compare_weights
+from detector.inspect.viz import feature_grid, feature_maps, kernel_grid, load_image
+from detector.models.zoo import instantiate_model
+from detector.runs import make_run_dir, write_text_atomic
+from detector.train.checkpoint import load_checkpoint
+
+SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown"}
+
+
+def image_size(imgsz: Any) -> tuple[int, int]:
+    """``640`` or ``[640]`` -> ``(640, 640)``; ``[H, W]`` -> ``(H, W)`` (validated by the schema check)."""
+    if isinstance(imgsz, (list, tuple, ListConfig)):
+        sizes = [int(s) for s in imgsz]
+        return (sizes[0], sizes[-1])
+    return int(imgsz), int(imgsz)
+
+
+def load_model(checkpoint: str | None, model_cfg: DictConfig | None) -> nn.Module:
+    """The checkpoint's model, or an untrained one from a composed model config; float32, eval mode."""
+    if checkpoint and model_cfg is not None:
+        raise ConfigError(f"give checkpoint=PATH or model=NAME, not both (got checkpoint={checkpoint} and a model)")
+    if checkpoint:
+        model, _ = load_checkpoint(checkpoint)
+    elif model_cfg is not None:
+        model = instantiate_model(model_cfg)
+    else:
+        raise ConfigError(
+            "give checkpoint=PATH (our .pt or an Ultralytics .pt) or model=NAME (an untrained model, e.g. model=yolov8n)"
+        )
+    return model.float().eval()
+
+
+def output_target(fmt: str | None, out: str | None) -> str | None:
+    """The file format to write (None: terminal tables only); from ``format``, else from ``out``'s suffix."""
+    if fmt == "table":
+        if out:
+            raise ConfigError(f"format=table prints to the terminal; for out={out} give format=csv, json or markdown")
+        return None
+    if fmt is None and out:
+        fmt = SUFFIXES.get(Path(out).suffix.lower())
+        if fmt is None:
+            raise ConfigError(f"out={out}: cannot tell the format from its suffix; add format=csv, json or markdown")
+    return fmt
+
+
+def model_label(checkpoint: str | None) -> str:
+    """The checkpoint path, or ``model=NAME`` as chosen on the command line (when run by Hydra)."""
+    if checkpoint:
+        return str(checkpoint)
+    from hydra.core.hydra_config import HydraConfig
+
+    choice = HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
+    return f"model={choice} (untrained)" if choice else "untrained model"
+
+
+def _text(value: Any) -> str | None:
+    """A config enum or string as plain text."""
+    return None if value is None else str(getattr(value, "value", value))
+
+
+def run(cfg: DictConfig) -> Path | None:
+    console = Console()
+    size = image_size(cfg.imgsz)
+    fmt = output_target(_text(cfg.format), cfg.out)
+    if cfg.feature_maps and not cfg.image:
+        raise ConfigError("feature_maps=... needs image=PATH: the image whose feature maps are drawn")
+    model = load_model(cfg.checkpoint, cfg.model)
+    other = load_model(cfg.compare_to, None) if cfg.compare_to else None
+    if cfg.fuse:
+        for m in (model, other):
+            if m is not None and hasattr(m, "fuse"):
+                m.fuse()
+    kernels = None if cfg.kernels is None else str(cfg.kernels)
+    if kernels not in (None, "", "first"):
+        find_conv(model, kernels, "kernels")
+    maps = [str(p) for p in cfg.feature_maps]
+    for path in maps:
+        find_module(model, path, "feature_maps")
+    image = load_image(cfg.image, size) if cfg.image else None
+
+    device = select_device(cfg.device)
+    model.to(device)
+    console.print(f"{model_label(cfg.checkpoint)}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+                  f"input {size[0]}x{size[1]}, {device}")
+    report = inspect_layers(model, size, zero_tol=cfg.zero_tol)
+    layers = select_layers(report.layers, list(cfg.layers) if isinstance(cfg.layers, ListConfig) else cfg.layers,
+                           _text(cfg.kind))
+    changes = compare_weights(model, other) if other is not None else None
+    console.print(layers_table(report, layers, console.width))
+    console.print(weights_table(layers, {c.path: c for c in changes} if changes is not None else None, console.width))
+    if changes is not None:
+        only = [c.path for c in changes if c.shape is None]
+        if only:
+            console.print(f"only in {cfg.compare_to}: {', '.join(only)}")
+
+    run_dir: Path | None = None
+
+    def folder() -> Path:
+        nonlocal run_dir
+        if run_dir is None:
+            run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
+        return run_dir
+
+    written: list[Path] = []
+    if fmt is not None:
+        target = Path(cfg.out) if cfg.out else folder() / f"layers{FORMATS[fmt]}"
+        written.append(write_text_atomic(target, render(fmt, report, layers, changes)))
+    if kernels is not None:
+        path = kernels if kernels not in ("", "first") else report.layers[0].path
+        written.append(save_png(folder() / f"kernels_{path}.png", kernel_grid(find_conv(model, path, "kernels"))))
+    if image is not None:
+        paths = maps or [report.layers[0].path]
+        for path, fmap in feature_maps(model, image, paths).items():
+            written.append(save_png(folder() / f"features_{path}.png", feature_grid(fmap)))
+    for path in written:
+        console.print(f"wrote {path}")
+    return run_dir
