@@ -385,6 +385,9 @@ class BenchmarkConfig:
     warmup: int = 1  # untimed measurements of each side first
     threads: int = 0  # torch CPU threads for both sides; 0: the count Ultralytics sets for itself
     seed: int = 0
+    # also measure ours with bf16 autocast (train.amp=true / amp=true) on a CPU with native bf16, against
+    # Ultralytics in float32 (it has no half precision on a CPU): train_step, predict, val
+    cpu_bf16: bool = True
     train_step: BenchTrainStepConfig = field(default_factory=BenchTrainStepConfig)
     loader: BenchLoaderConfig = field(default_factory=BenchLoaderConfig)
     predict: BenchPredictConfig = field(default_factory=BenchPredictConfig)

@@ -32,6 +32,7 @@ from detector.boxes import xyxy_to_cxcywh
 from detector.data.build import load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader, collate
 from detector.data.sources import YoloSource
+from detector.device import memory_format
 from detector.eval.coco import evaluate
 from detector.eval.postprocess import PostProcess
 from detector.eval.predict import Predictor, decode_image
@@ -258,7 +259,8 @@ def our_train_step(
     """One optimizer step as our training loop makes it: images to the device and to [0, 1],
     forward (autocast to ``dtype``, if given), :class:`DetectionLoss`, backward, gradient clipping,
     the optimizer step of our parameter groups and the EMA update."""
-    model = model.to(device).train()
+    fmt = memory_format(device)
+    model = model.to(device, memory_format=fmt).train()
     batch = images.shape[0]
     optimizer = build_optimizer(model, make_optimizer, weight_decay, batch, nbs=batch)  # one batch per step
     ema = ModelEMA(model)
@@ -266,13 +268,11 @@ def our_train_step(
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
 
     def step() -> None:
-        x = images.to(device, non_blocking=True).float().div_(255)
+        x = images.to(device, non_blocking=True).float().div_(255).contiguous(memory_format=fmt)
         t = targets.to(device, non_blocking=True)
         with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
             out = model(x)
-        out.box = [o.float() for o in out.box]
-        out.cls = [o.float() for o in out.cls]
-        loss, _ = criterion(out, t, batch)
+        loss, _ = criterion(out.float(), t, batch)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
@@ -397,10 +397,12 @@ def training_loaders(
 # --------------------------------------------------------------------------- prediction
 
 
-def our_predictor(checkpoint: Path, device: torch.device, imgsz: int, post: PostProcess) -> Predictor:
-    """What ``scripts/predict.py`` runs per image: letterbox, fused model, decoding, NMS, boxes
-    mapped back to the image (returned on the CPU)."""
-    return Predictor(str(checkpoint), device, imgsz, post)
+def our_predictor(
+    checkpoint: Path, device: torch.device, imgsz: int, post: PostProcess, dtype: torch.dtype | None = None
+) -> Predictor:
+    """What ``scripts/predict.py`` runs per image: letterbox, fused model (autocast to ``dtype`` if
+    given: its ``amp=true``), decoding, NMS, boxes mapped back to the image (returned on the CPU)."""
+    return Predictor(str(checkpoint), device, imgsz, post, dtype)
 
 
 def ultralytics_predict(yolo: Any, device: torch.device, imgsz: int, post: PostProcess, save_dir: Path) -> Callable:
@@ -434,14 +436,16 @@ def our_validation(
     workers: int,
     post: PostProcess,
     device: torch.device,
+    dtype: torch.dtype | None = None,
 ) -> Callable[[], dict[str, float]]:
     """What ``scripts/evaluate.py`` computes, without writing files: the checked split (cached),
-    the letterboxed dataset, the evaluator (inference, NMS, COCO metrics). Returns its mAPs."""
-    model = model.to(device)
+    the letterboxed dataset, the evaluator on the fused model (autocast to ``dtype`` if given: its
+    ``amp=true``; inference, NMS, COCO metrics). Returns its mAPs."""
+    model = model.fuse().to(device)
 
     def run() -> dict[str, float]:
         index = load_split(source, split, log=lambda line: None)
-        result = evaluate(model, index, val_dataset(index, imgsz), post, device, batch, workers)
+        result = evaluate(model, index, val_dataset(index, imgsz), post, device, batch, workers, dtype)
         return {"mAP50-95": result.scores.metrics["mAP50-95"], "mAP50": result.scores.metrics["mAP50"]}
 
     return run

@@ -30,7 +30,7 @@ from rich.table import Table
 from detector.config import ConfigError, compose, instantiate_node
 from detector.data.build import build_source, load_split
 from detector.data.sources import YoloSource
-from detector.device import select_device
+from detector.device import cpu_has_native_bf16, select_device
 from detector.eval.postprocess import PostProcess
 from detector.interop import benchmark as bench
 from detector.interop.benchmark import Clock, Figure, alternate
@@ -95,6 +95,9 @@ def run(cfg: DictConfig) -> Path:
                 loader_done |= part == "loader"
                 console.print(f"[bold]{part}[/bold] on {'cpu' if part == 'loader' else device}")
                 report.add(MEASURE[part](ctx, device))
+                if part != "loader" and device.type == "cpu" and cfg.cpu_bf16 and cpu_has_native_bf16():
+                    console.print(f"[bold]{part}[/bold] on cpu, ours in bf16 autocast")
+                    report.add(MEASURE[part](ctx, device, torch.bfloat16))
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     shutil.rmtree(run_dir / "ultralytics", ignore_errors=True)  # Ultralytics' (empty) save directories
@@ -186,7 +189,13 @@ def write_reference_checkpoint(path: Path, name: str, names: list[str], weights:
 # --------------------------------------------------------------------------- the parts
 
 
-def measure_train_step(ctx: Context, device: torch.device) -> Figure:
+def device_label(device: torch.device, our_dtype: torch.dtype | None) -> str:
+    """The device column: ``cpu``, or ``cpu, ours bf16`` for the opt-in bf16 figures."""
+    return f"{device}, ours bf16" if our_dtype is not None else str(device)
+
+
+def measure_train_step(ctx: Context, device: torch.device, our_dtype: torch.dtype | None = None) -> Figure:
+    """``our_dtype``: ours autocasts to it (a CPU figure of the opt-in ``train.amp=true``), theirs not."""
     c = ctx.cfg.train_step
     batch = c.batch_cuda if device.type == "cuda" else c.batch
     images, targets = bench.fixed_batch(ctx.index("train"), c.imgsz, batch)
@@ -195,19 +204,20 @@ def measure_train_step(ctx: Context, device: torch.device) -> Figure:
     name, nc = str(ctx.cfg.arch), len(ctx.names)
     dtype = bench.amp_dtype(device, c.amp)
     ours = bench.our_train_step(bench.our_model(name, nc, ctx.weights), images, targets, device, make_optimizer, decay,
-                                GAINS, dtype)
+                                GAINS, our_dtype or dtype)
     theirs = bench.ultralytics_train_step(bench.ultralytics_twin(name, nc, ctx.weights), images, targets, device,
                                           make_optimizer, decay, GAINS, dtype)
     clock = Clock(device)
     results = ctx.alternate(lambda: bench.throughput(ours, c.steps, batch, clock),
                             lambda: bench.throughput(theirs, c.steps, batch, clock))
     return Figure(
-        "train_step", str(device),
+        "train_step", device_label(device, our_dtype),
         f"training step: forward, loss, backward, clipping, optimizer step, EMA ({name}, imgsz {c.imgsz}, batch {batch})",
         "images/s", "higher", results["ours"], results["ultralytics"],
         settings={"imgsz": c.imgsz, "batch": batch, "steps_per_repeat": c.steps, "targets": len(targets.classes),
                   "optimizer": OmegaConf.to_container(ctx.cfg.optim, resolve=True), "loss_gains": GAINS,
-                  "autocast": str(dtype) if dtype else "off (float32)"},
+                  "autocast": {"ours": str(our_dtype or dtype or "off (float32)"),
+                               "ultralytics": str(dtype or "off (float32)")}},
     )
 
 
@@ -235,7 +245,7 @@ def measure_loader(ctx: Context, device: torch.device) -> Figure:
     )
 
 
-def measure_predict(ctx: Context, device: torch.device) -> Figure:
+def measure_predict(ctx: Context, device: torch.device, our_dtype: torch.dtype | None = None) -> Figure:
     c = ctx.cfg.predict
     path = Path(c.image).expanduser() if c.image else predict_image(ctx.run_dir, c.imgsz, int(ctx.cfg.seed))
     try:
@@ -243,7 +253,7 @@ def measure_predict(ctx: Context, device: torch.device) -> Figure:
     except (ValueError, OSError) as err:
         raise ConfigError(f"predict.image={path}: {err}") from err
     post = PostProcess(conf=c.conf, iou=c.iou, max_det=c.max_det, agnostic=False, multi_label=False)
-    ours = bench.our_predictor(ctx.checkpoint, device, c.imgsz, post)
+    ours = bench.our_predictor(ctx.checkpoint, device, c.imgsz, post, our_dtype)
     yolo = bench.yolo_with(str(ctx.cfg.arch), len(ctx.names), ctx.names, ctx.weights)
     theirs = bench.ultralytics_predict(yolo, device, c.imgsz, post, ctx.run_dir / "ultralytics" / "predict")
     clock = Clock(device)
@@ -251,7 +261,7 @@ def measure_predict(ctx: Context, device: torch.device) -> Figure:
                             lambda: bench.latency_ms(lambda: theirs(bgr), c.calls, clock))
     detections = {"ours": bench.detections_count(ours(rgb)), "ultralytics": bench.detections_count(theirs(bgr))}
     return Figure(
-        "predict", str(device),
+        "predict", device_label(device, our_dtype),
         f"prediction latency of one {rgb.shape[1]}x{rgb.shape[0]} image: letterbox, fused forward, NMS (imgsz {c.imgsz})",
         "ms", "lower", results["ours"], results["ultralytics"],
         settings={"image": str(path), "imgsz": c.imgsz, "calls_per_repeat": c.calls, "conf": c.conf, "iou": c.iou,
@@ -260,7 +270,7 @@ def measure_predict(ctx: Context, device: torch.device) -> Figure:
     )
 
 
-def measure_val(ctx: Context, device: torch.device) -> Figure:
+def measure_val(ctx: Context, device: torch.device, our_dtype: torch.dtype | None = None) -> Figure:
     c = ctx.cfg.val
     batch = c.batch_cuda if device.type == "cuda" else c.batch
     workers = c.workers if device.type == "cuda" else 0  # Ultralytics' validator uses none on a CPU, whatever it is given
@@ -268,7 +278,7 @@ def measure_val(ctx: Context, device: torch.device) -> Figure:
     post = PostProcess(conf=c.conf, iou=c.iou, max_det=c.max_det)
     index = ctx.index(c.split)
     ours = bench.our_validation(bench.our_model(name, nc, ctx.weights), ctx.source, c.split, c.imgsz, batch, workers,
-                                post, device)
+                                post, device, our_dtype)
     yolo = bench.yolo_with(name, nc, ctx.names, ctx.weights)
     theirs = bench.ultralytics_validation(yolo, ctx.source.where, c.split, c.imgsz, batch, workers, post, device,
                                           ctx.run_dir / "ultralytics" / "val")
@@ -285,7 +295,7 @@ def measure_val(ctx: Context, device: torch.device) -> Figure:
 
     results = ctx.alternate(timed("ours", ours), timed("ultralytics", theirs))
     return Figure(
-        "val", str(device),
+        "val", device_label(device, our_dtype),
         f"validation of the '{c.split}' split, {len(index)} images: data, inference, NMS, metrics (imgsz {c.imgsz}, batch {batch})",
         "s", "lower", results["ours"], results["ultralytics"],
         settings={"split": c.split, "images": len(index), "imgsz": c.imgsz, "batch": batch, "workers": workers,
@@ -294,7 +304,7 @@ def measure_val(ctx: Context, device: torch.device) -> Figure:
     )
 
 
-MEASURE: dict[str, Callable[[Context, torch.device], Figure]] = {
+MEASURE: dict[str, Callable[..., Figure]] = {
     "train_step": measure_train_step,
     "loader": measure_loader,
     "predict": measure_predict,
