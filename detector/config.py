@@ -418,8 +418,8 @@ class CompareRecipeConfig:
     close_mosaic: int = 10
     seed: int = 0
     deterministic: bool = False
-    workers: int = 2  # on a GPU; both use 0 on a CPU (Ultralytics always does)
-    amp: bool = True  # on CUDA: bf16 where supported, else fp16; off on CPU
+    workers: int = 2  # loader workers given to both (on a CPU Ultralytics' trainer replaces them by 0)
+    amp: bool = True  # each trainer's mixed precision on CUDA (bf16 where supported, else fp16); off on CPU
     patience: int = 100
     ours: list[str] = field(default_factory=list)  # extra train.py overrides for our side only
 
@@ -505,10 +505,12 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
 
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore and register the config resolvers ``dataset_names``,
-    ``len`` and ``data_dir`` (idempotent). Call from entry points, not at import."""
+    ``len``, ``data_dir`` and ``double`` (idempotent). Call from entry points, not at import."""
     from detector.data.sources import data_dir, dataset_names
 
-    for name, resolver in (("dataset_names", dataset_names), ("len", len), ("data_dir", lambda: str(data_dir()))):
+    resolvers = (("dataset_names", dataset_names), ("len", len), ("data_dir", lambda: str(data_dir())),
+                 ("double", lambda value: 2 * int(value)))
+    for name, resolver in resolvers:
         OmegaConf.register_new_resolver(name, resolver, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)

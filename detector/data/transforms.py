@@ -1,7 +1,8 @@
 """Augmentation pipelines built from ``configs/augment/*.yaml`` with albumentations.
 
-The training pipeline follows the YOLO recipe: 4-image Mosaic, letterbox to ``imgsz``, random
-affine, colour jitter, flips (any further albumentations transforms may follow), optional
+The training pipeline follows the YOLO recipe: a 4-image Mosaic on a ``2 imgsz`` canvas, random
+affine of the canvas, its central ``imgsz`` crop (or, without mosaic, letterbox to ``imgsz`` and
+random affine), colour jitter, flips (any further albumentations transforms may follow), optional
 MixUp of two augmented samples. Validation is letterbox only. Every random draw comes from a
 seed given per sample, so a sample is a pure function of (seed, epoch, index): the same
 batches for the same seed, whatever the number of workers.
@@ -48,9 +49,12 @@ def letterbox_params(orig_size: tuple[int, int], loaded_size: tuple[int, int], i
 class Pipeline:
     """``pipeline(image, boxes, classes, partners, seed) -> Augmented``.
 
-    ``transforms`` run after the letterbox, in order. With ``mosaic`` (an ``A.Mosaic``), a sample is
-    combined with the ``partners`` it is given (each a dict of image, bboxes, classes) whenever
-    :attr:`mosaic_active`; :meth:`partners_needed` says how many to load.
+    ``geometric`` then ``transforms`` run after the letterbox, in order. With ``mosaic`` (an
+    ``A.Mosaic`` whose ``target_size`` is ``2 imgsz``), a sample is combined with the ``partners`` it
+    is given (each a dict of image, bboxes, classes) whenever :attr:`mosaic_active`:
+    ``geometric`` transforms the whole canvas and its central ``imgsz`` square is kept, so a
+    zoom-out brings all four images into view (the YOLO recipe). :meth:`partners_needed` says how
+    many partners to load.
     """
 
     def __init__(
@@ -58,6 +62,7 @@ class Pipeline:
         imgsz: int,
         transforms: Sequence[A.BasicTransform] = (),
         mosaic: A.Mosaic | None = None,
+        geometric: Sequence[A.BasicTransform] = (),
         mixup: float = 0.0,
         min_visibility: float = 0.1,
         min_size: float = 2.0,
@@ -75,12 +80,14 @@ class Pipeline:
             filter_invalid_bboxes=True,
             check_each_transform=False,  # filter once, at the end: boxes stay clipped to the image throughout
         )
-        self._plain = A.Compose([*letterbox(imgsz), *transforms], bbox_params=bbox_params, strict=True)
+        self._plain = A.Compose([*letterbox(imgsz), *geometric, *transforms], bbox_params=bbox_params, strict=True)
         self._mosaic = None
-        if mosaic is not None:  # a mosaic is already imgsz x imgsz: no letterbox after it
-            if tuple(mosaic.target_size) != (imgsz, imgsz):
-                raise ValueError(f"mosaic target_size {tuple(mosaic.target_size)} must be ({imgsz}, {imgsz}), the imgsz")
-            self._mosaic = A.Compose([mosaic, *transforms], bbox_params=bbox_params, strict=True)
+        if mosaic is not None:  # the canvas is 2 imgsz square: no letterbox, a central crop after the geometry
+            if tuple(mosaic.target_size) != (2 * imgsz, 2 * imgsz):
+                raise ValueError(f"mosaic target_size {tuple(mosaic.target_size)} must be ({2 * imgsz}, {2 * imgsz}), "
+                                 "twice the imgsz")
+            crop = A.CenterCrop(imgsz, imgsz)
+            self._mosaic = A.Compose([mosaic, *geometric, crop, *transforms], bbox_params=bbox_params, strict=True)
 
     def partners_needed(self) -> int:
         return 3 if self.mosaic_active and self._mosaic is not None else 0
@@ -126,13 +133,14 @@ def build_train_pipeline(augment: Mapping[str, Any], imgsz: int) -> Pipeline:
     transforms, applied last in their order), ``mixup`` (probability), ``min_visibility`` and
     ``min_size``. The dataset switches mosaic off for the close-mosaic epochs (``mosaic_active``).
     """
-    named = [augment.get(k) for k in ("affine", "color", "flipud", "fliplr")]
+    named = [augment.get(k) for k in ("color", "flipud", "fliplr")]
     extra = list((augment.get("extra") or {}).values())
     transforms = [t for t in [*named, *extra] if t is not None]
     return Pipeline(
         imgsz,
         transforms,
         mosaic=augment.get("mosaic"),
+        geometric=[augment["affine"]] if augment.get("affine") is not None else [],
         mixup=float(augment.get("mixup", 0.0)),
         min_visibility=float(augment.get("min_visibility", 0.1)),
         min_size=float(augment.get("min_size", 2.0)),

@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> Path:
     if mode == "eval" and not cfg.models:
         raise ConfigError("models is empty: give models=[PATH_OR_NAME,...] (our .pt, an Ultralytics .pt, "
                           "an Ultralytics YAML name such as yolov8n.yaml, or one of our model configs)")
-    recipe = Recipe(**OmegaConf.to_container(cfg.recipe, resolve=True, enum_to_str=True)) if mode == "train" else None
+    recipe: Recipe | None = OmegaConf.to_object(cfg.recipe) if mode == "train" else None
     model_yaml = check_recipe_model(recipe) if recipe is not None else ""
     names = list(cfg.data.names)
     # every model is loaded (and every mistake reported) before any long work starts

@@ -11,42 +11,24 @@ from __future__ import annotations
 
 import csv
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from detector.config import ConfigError, compose, validate
+from detector.config import CompareRecipeConfig, ConfigError, ScheduleShape, compose, validate
 
 # the recipe's loss gains are the schema defaults of both libraries
 LOSS_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
 
 
-@dataclass
-class Recipe:
-    """One training recipe, given to both trainers."""
+Recipe = CompareRecipeConfig  # one training recipe, given to both trainers (``recipe.*`` of configs/compare.yaml)
 
-    model: str = "yolov8n"  # our model config; Ultralytics gets <model>.yaml
-    epochs: int = 10
-    batch: int = 16
-    nbs: int = 64
-    lr: float = 0.01
-    momentum: float = 0.937
-    weight_decay: float = 5e-4
-    schedule: str = "linear"  # linear | cosine
-    final_lr_ratio: float = 0.01
-    warmup_epochs: float = 3.0
-    warmup_momentum: float = 0.8
-    warmup_bias_lr: float = 0.1
-    close_mosaic: int = 10
-    seed: int = 0
-    deterministic: bool = False
-    workers: int = 2
-    amp: bool = True
-    patience: int = 100
-    ours: list[str] = field(default_factory=list)  # extra train.py overrides for our side only
+
+def _schedule(recipe: Recipe) -> str:
+    return ScheduleShape(recipe.schedule).value
 
 
 @dataclass
@@ -72,7 +54,7 @@ def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project
         "augment=default", f"augment.close_mosaic={recipe.close_mosaic}",
         "optim=sgd", f"optim.lr={recipe.lr}", f"optim.momentum={recipe.momentum}", "optim.nesterov=true",
         f"optim.weight_decay={recipe.weight_decay}",
-        f"schedule={recipe.schedule}", f"schedule.final_lr_ratio={recipe.final_lr_ratio}",
+        f"schedule={_schedule(recipe)}", f"schedule.final_lr_ratio={recipe.final_lr_ratio}",
         f"schedule.warmup_epochs={recipe.warmup_epochs}", f"schedule.warmup_momentum={recipe.warmup_momentum}",
         f"schedule.warmup_bias_lr={recipe.warmup_bias_lr}",
         f"train.epochs={recipe.epochs}", f"train.batch={recipe.batch}", f"train.nbs={recipe.nbs}",
@@ -137,7 +119,7 @@ def ultralytics_train_args(recipe: Recipe, data_yaml: Path, imgsz: int, device: 
     return {
         "data": str(Path(data_yaml).resolve()), "epochs": recipe.epochs, "batch": recipe.batch, "imgsz": imgsz, "nbs": recipe.nbs,
         "optimizer": "SGD", "lr0": recipe.lr, "lrf": recipe.final_lr_ratio, "momentum": recipe.momentum,
-        "weight_decay": recipe.weight_decay, "cos_lr": recipe.schedule == "cosine",
+        "weight_decay": recipe.weight_decay, "cos_lr": _schedule(recipe) == "cosine",
         "warmup_epochs": recipe.warmup_epochs, "warmup_momentum": recipe.warmup_momentum,
         "warmup_bias_lr": recipe.warmup_bias_lr, "close_mosaic": recipe.close_mosaic, "seed": recipe.seed,
         "deterministic": recipe.deterministic, "workers": workers, "device": device, "amp": amp,
@@ -187,7 +169,7 @@ def recipe_notes(recipe: Recipe, device: torch.device, workers: int, amp: bool |
         f"Matched: architecture {recipe.model} (the same layers and parameter "
         f"count in both libraries), data and splits, imgsz, {recipe.epochs} epochs, batch {recipe.batch}, nominal "
         f"batch {recipe.nbs} (gradient accumulation and weight-decay scaling), SGD with Nesterov momentum "
-        f"{recipe.momentum}, lr {recipe.lr}, weight decay {recipe.weight_decay} on weights only, {recipe.schedule} "
+        f"{recipe.momentum}, lr {recipe.lr}, weight decay {recipe.weight_decay} on weights only, {_schedule(recipe)} "
         f"decay to lr x {recipe.final_lr_ratio}, warmup {recipe.warmup_epochs} epochs (momentum from "
         f"{recipe.warmup_momentum}, bias lr from {recipe.warmup_bias_lr}), loss gains box 7.5 / cls 0.5 / dfl 1.5, "
         f"gradient clipping at norm 10, EMA (decay 0.9999, tau 2000), augmentation (mosaic, scale 0.5-1.5, "
