@@ -151,6 +151,8 @@ def test_malicious_pickles_are_refused_before_anything_runs(tmp_path) -> None:
     ["scripts/export.py", "checkpoint={}"],
     ["train.py", "train.init={}", "train.epochs=1"],
     ["train.py", "resume={}"],
+    ["scripts/compare.py", "models=[{}]"],
+    ["scripts/benchmark.py", "checkpoint={}", "parts=[val]"],
 ])
 def test_every_command_that_takes_a_checkpoint_refuses_them(tmp_path, command) -> None:
     marker = tmp_path / "pwned"
