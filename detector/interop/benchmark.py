@@ -39,6 +39,7 @@ from detector.eval.predict import Predictor, decode_image
 from detector.losses import DetectionLoss
 from detector.models import Detector, build_model
 from detector.train.ema import ModelEMA
+from detector.train.loop import optimizer_step
 from detector.train.optim import build_optimizer, parameter_groups
 from detector.types import Targets
 
@@ -237,13 +238,6 @@ def fixed_batch(index: Any, imgsz: int, batch: int) -> tuple[torch.Tensor, Targe
     return data.images, data.targets
 
 
-def amp_dtype(device: torch.device, amp: bool) -> torch.dtype | None:
-    """Our training loop's choice, given to both sides: bf16 on CUDA where supported, else fp16 (with a
-    grad scaler); none on a CPU."""
-    if device.type != "cuda" or not amp:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-
 
 def our_train_step(
     model: Detector,
@@ -274,12 +268,7 @@ def our_train_step(
             out = model(x)
         loss, _ = criterion(out.float(), t, batch)
         scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        ema.update(model)
+        optimizer_step(optimizer, scaler, ema, model, clip)
 
     return step
 

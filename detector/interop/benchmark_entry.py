@@ -30,7 +30,7 @@ from rich.table import Table
 from detector.config import ConfigError, compose, instantiate_node
 from detector.data.build import build_source, load_split
 from detector.data.sources import YoloSource
-from detector.device import cpu_has_native_bf16, select_device
+from detector.device import autocast_dtype, cpu_has_native_bf16, select_device
 from detector.eval.postprocess import PostProcess
 from detector.interop import benchmark as bench
 from detector.interop.benchmark import Clock, Figure, alternate
@@ -202,7 +202,7 @@ def measure_train_step(ctx: Context, device: torch.device, our_dtype: torch.dtyp
     make_optimizer = instantiate_node(ctx.cfg.optim, "optim")
     decay = float(ctx.cfg.optim.weight_decay)
     name, nc = str(ctx.cfg.arch), len(ctx.names)
-    dtype = bench.amp_dtype(device, c.amp)
+    dtype = autocast_dtype(device, None if c.amp else False)  # our loop's default: CUDA only; given to both sides
     ours = bench.our_train_step(bench.our_model(name, nc, ctx.weights), images, targets, device, make_optimizer, decay,
                                 GAINS, our_dtype or dtype)
     theirs = bench.ultralytics_train_step(bench.ultralytics_twin(name, nc, ctx.weights), images, targets, device,

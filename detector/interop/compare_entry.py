@@ -8,7 +8,6 @@ the same way, with training throughput and wall time added.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from detector.config import ConfigError
+from detector.config import CompareConfig, ConfigError
 from detector.data.build import build_source, load_split, val_dataset
 from detector.data.loader import build_loader
 from detector.data.verify import SplitIndex
@@ -40,37 +39,18 @@ from detector.models.summary import summary
 from detector.runs import make_run_dir, write_text_atomic
 
 
-@dataclass
-class Settings:
-    """How every model is evaluated and timed."""
-
-    split: str = "val"
-    imgsz: int = 640
-    batch: int = 16
-    workers: int = 4
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
-    latency_warmup: int = 10
-    latency_repeats: int = 50
-    ultralytics_val: bool = True
-    ultralytics_rect: bool = False
-    seed: int = 0
+Settings = CompareConfig  # how every model is evaluated and timed: the typed compare config itself
 
 
 def run(cfg: DictConfig) -> Path:
     console = Console()
     device = select_device(cfg.device)
-    settings = Settings(
-        split=cfg.split, imgsz=cfg.imgsz, batch=cfg.batch, workers=cfg.workers, conf=cfg.conf, iou=cfg.iou,
-        max_det=cfg.max_det, latency_warmup=cfg.latency_warmup, latency_repeats=cfg.latency_repeats,
-        ultralytics_val=cfg.ultralytics_val, ultralytics_rect=cfg.ultralytics_rect, seed=cfg.seed,
-    )
+    settings: Settings = OmegaConf.to_object(cfg)
     mode = str(getattr(cfg.mode, "value", cfg.mode))
     if mode == "eval" and not cfg.models:
         raise ConfigError("models is empty: give models=[PATH_OR_NAME,...] (our .pt, an Ultralytics .pt, "
                           "an Ultralytics YAML name such as yolov8n.yaml, or one of our model configs)")
-    recipe: Recipe | None = OmegaConf.to_object(cfg.recipe) if mode == "train" else None
+    recipe: Recipe | None = settings.recipe if mode == "train" else None
     model_yaml = check_recipe_model(recipe) if recipe is not None else ""
     names = list(cfg.data.names)
     # every model is loaded (and every mistake reported) before any long work starts

@@ -177,7 +177,7 @@ def train_epochs(
                     state.global_step += 1
                     last = state.iteration == batches
                     if pending and (pending >= accumulate or last):
-                        _step(parts, model, cfg.clip)
+                        optimizer_step(parts.optimizer, parts.scaler, parts.ema, model, cfg.clip)
                         pending = 0
                     state.seconds = time.perf_counter() - start
                     if process.main:
@@ -211,14 +211,18 @@ def train_epochs(
     return "done"
 
 
-def _step(parts: Collaborators, model: nn.Module, clip: float) -> None:
-    parts.scaler.unscale_(parts.optimizer)
+def optimizer_step(
+    optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler, ema: ModelEMA, model: nn.Module, clip: float
+) -> None:
+    """Apply the accumulated gradients: unscale, clip their norm to ``clip`` (0: no clipping), step,
+    clear them, and update the EMA of ``model``'s weights."""
+    scaler.unscale_(optimizer)
     if clip > 0:
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
-    parts.scaler.step(parts.optimizer)
-    parts.scaler.update()
-    parts.optimizer.zero_grad(set_to_none=True)
-    parts.ema.update(model)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
+    ema.update(model)
 
 
 def epoch_row(parts: Collaborators, state: LoopState, batches: int) -> dict[str, float]:
