@@ -140,7 +140,7 @@ class AugmentConfig:
     """Albumentations transforms by name (each a ``_target_`` node, or null to leave it out), in the
     order they run after the letterbox: affine, color, flipud, fliplr, then ``extra`` in its order."""
 
-    mosaic: Any = None  # albumentations.Mosaic, before the letterbox
+    mosaic: Any = None  # detector.data.mosaic.Mosaic or albumentations.Mosaic, instead of the letterbox
     affine: Any = None
     color: Any = None
     flipud: Any = None

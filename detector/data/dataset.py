@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from detector.data.sources import DataError
+from detector.data.mosaic import fitted_size
 from detector.data.transforms import Augmented, Pipeline, letterbox_params, mix
 from detector.data.verify import SplitIndex
 
@@ -19,7 +20,7 @@ from detector.data.verify import SplitIndex
 class Item(NamedTuple):
     """One sample as the dataset returns it; :func:`detector.data.loader.collate` batches them."""
 
-    image: torch.Tensor  # [3, imgsz, imgsz] uint8 RGB
+    image: torch.Tensor  # [3, imgsz, imgsz] uint8 RGB (a channels-first view of the HWC array: collate copies it once)
     boxes: torch.Tensor  # [N, 4] float32 xyxy input pixels
     classes: torch.Tensor  # [N] int64
     image_id: int
@@ -29,23 +30,18 @@ class Item(NamedTuple):
 
 def read_image(path: str) -> np.ndarray:
     """Decode an image file to ``[H, W, 3]`` uint8 RGB (grey and RGBA converted)."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR)
+    image = cv2.imread(path, cv2.IMREAD_COLOR_RGB)  # decoded straight to RGB: no conversion pass
     if image is None:
         raise DataError(f"cannot read {path} any more (it was readable when the split was checked)")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
 
 
-def fitted_size(h: int, w: int, imgsz: int) -> tuple[int, int]:
-    """``(height, width)`` of an ``h x w`` image resized so that its longer side is ``imgsz``."""
-    scale = imgsz / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def fit_longest_side(image: np.ndarray, imgsz: int) -> np.ndarray:
-    """Resize so that the longer side is ``imgsz`` (area interpolation when shrinking)."""
+def fit_longest_side(image: np.ndarray, imgsz: int, enlarge: bool = True) -> np.ndarray:
+    """Resize so that the longer side is ``imgsz`` (area interpolation when shrinking); with
+    ``enlarge=False`` an image that is already smaller stays as it is."""
     h, w = image.shape[:2]
     size = fitted_size(h, w, imgsz)
-    if size == (h, w):
+    if size == (h, w) or (not enlarge and size[0] > h):
         return image
     return cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR)
 
@@ -57,13 +53,41 @@ def epoch_order(length: int, seed: int, epoch: int) -> np.ndarray:
     return torch.randperm(length, generator=generator).numpy()
 
 
+def load_image(path: str, imgsz: int) -> np.ndarray:
+    """Decode an image for training or validation: shrunk to longer side ``imgsz`` when larger (area
+    averaging, once), kept at its own size when smaller. The letterbox or the mosaic enlarges it later,
+    in the one resampling that also places it."""
+    return fit_longest_side(read_image(path), imgsz, enlarge=False)
+
+
+def partner_positions(length: int, batch_size: int, count: int) -> np.ndarray:
+    """``[length, count]``: for each position of an epoch's order, the positions of its mosaic
+    partners: the ``count`` nearest other positions of its batch (earlier ones first), or, in a
+    batch too small to hold them, the ``count`` positions before it (wrapping around the epoch)."""
+    position = np.arange(length)
+    start = position - position % batch_size
+    size = np.minimum(batch_size, length - start)  # the last batch may be short
+    before = position[:, None] - np.arange(1, count + 1)  # [length, count]
+    if batch_size <= count:
+        return before % max(length, 1)
+    partners = before.copy()
+    k = position - start  # index within the batch
+    for j in range(count):  # the first ``count`` positions of a batch have fewer than ``count`` earlier ones
+        rows = k == j
+        nearest = [j - d for d in range(1, j + 1)] + [j + d for d in range(1, count - j + 1)]
+        partners[rows] = start[rows, None] + np.array(nearest)
+    small = size <= count  # a batch too short to hold ``count`` others: fall back to predecessors
+    partners[small] = before[small] % length
+    return partners
+
+
 class ImageCache:
-    """Decoded, resized images of a split in one contiguous uint8 buffer (no per-image Python
-    objects, so forked loader workers share it without copying)."""
+    """Decoded images of a split (see :func:`load_image`) in one contiguous uint8 buffer (no
+    per-image Python objects, so forked loader workers share it without copying)."""
 
     def __init__(self, index: SplitIndex, imgsz: int, workers: int = 4) -> None:
         def load(i: int) -> np.ndarray:
-            return fit_longest_side(read_image(index.path(i)), imgsz)
+            return load_image(index.path(i), imgsz)
 
         with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
             images = list(pool.map(load, range(len(index))))
@@ -87,9 +111,10 @@ class DetectionDataset(Dataset[Item]):
     sees exactly the batches it would have seen. Crowd regions are not training targets.
     ``close_mosaic_epoch`` is the first epoch trained without mosaic (``None``: never).
 
-    Mosaic partners of sample ``i`` are the samples just before it in the epoch's order
-    (:func:`epoch_order`): a loader worker has usually just loaded them, so a small per-process
-    memo of loaded images (``recent`` entries) saves most of their decoding.
+    Mosaic partners of sample ``i`` are its neighbours in the epoch's order (:func:`epoch_order`)
+    within its batch of ``batch_size`` (:func:`partner_positions`; the loader sets it): the worker
+    that makes the batch loads them anyway, so a small per-process memo of loaded images (``recent``
+    entries) saves their decoding, and every image is decoded about once per epoch.
     """
 
     def __init__(
@@ -102,6 +127,7 @@ class DetectionDataset(Dataset[Item]):
         close_mosaic_epoch: int | None = None,
         cache_workers: int = 4,
         recent: int = 16,
+        batch_size: int = 1,
     ) -> None:
         self.index = index
         self.pipeline = pipeline
@@ -112,6 +138,7 @@ class DetectionDataset(Dataset[Item]):
         self.cache = ImageCache(index, imgsz, cache_workers) if cache_images else None
         self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
         self._recent_size = recent if self.cache is None else 0
+        self.batch_size = max(1, int(batch_size))
         self.epoch = 0
         self.set_epoch(0)
 
@@ -127,15 +154,21 @@ class DetectionDataset(Dataset[Item]):
             self._order = epoch_order(len(self), self.seed, self.epoch)
             self._position = np.empty_like(self._order)
             self._position[self._order] = np.arange(len(self._order))
+            self._partners = partner_positions(len(self), self.batch_size, self.pipeline.partners_needed())
+
+    def set_batch_size(self, batch_size: int) -> None:
+        """The batches the sampler groups: mosaic partners are taken within them (see the class)."""
+        self.batch_size = max(1, int(batch_size))
+        self.set_epoch(self.epoch)
 
     def _image(self, i: int) -> np.ndarray:
-        """Image ``i`` decoded and resized (longer side ``imgsz``); from the RAM cache or the memo of
-        recently loaded images when there. Callers must not modify it."""
+        """Image ``i`` as :func:`load_image` gives it; from the RAM cache or the memo of recently
+        loaded images when there. Callers must not modify it."""
         if self.cache is not None:
             return self.cache[i]
         image = self._recent.get(i)
         if image is None:
-            image = fit_longest_side(read_image(self.index.path(i)), self.imgsz)
+            image = load_image(self.index.path(i), self.imgsz)
             if self._recent_size:
                 self._recent[i] = image
                 if len(self._recent) > self._recent_size:
@@ -145,7 +178,7 @@ class DetectionDataset(Dataset[Item]):
         return image
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Image ``i`` with its longer side at ``imgsz`` and its (non-crowd) boxes scaled to it."""
+        """Image ``i`` (see :func:`load_image`) and its (non-crowd) boxes in its pixels."""
         image = self._image(i)
         boxes, classes = self.index.objects(i)
         h0, w0 = self.index.sizes[i]
@@ -155,13 +188,10 @@ class DetectionDataset(Dataset[Item]):
 
     def augment(self, i: int, rng: np.random.Generator) -> Augmented:
         image, boxes, classes = self.load(i)
-        partners = []
-        needed = self.pipeline.partners_needed()
-        if needed:
-            before = self._position[i] - np.arange(1, needed + 1)
-            for j in self._order[before % len(self)]:
-                p_image, p_boxes, p_classes = self.load(int(j))
-                partners.append({"image": p_image, "bboxes": p_boxes, "classes": p_classes})
+
+        def partners() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+            return [self.load(int(j)) for j in self._order[self._partners[self._position[i]]]]
+
         return self.pipeline(image, boxes, classes, seed=int(rng.integers(2**31)), partners=partners)
 
     def __getitem__(self, i: int) -> Item:
@@ -171,7 +201,7 @@ class DetectionDataset(Dataset[Item]):
             sample = mix(sample, self.augment(int(rng.integers(0, len(self))), rng), rng)
         h0, w0 = (int(v) for v in self.index.sizes[i])
         return Item(
-            image=torch.from_numpy(sample.image).permute(2, 0, 1).contiguous(),
+            image=torch.from_numpy(sample.image).permute(2, 0, 1),
             boxes=torch.from_numpy(sample.boxes),
             classes=torch.from_numpy(sample.classes),
             image_id=int(self.index.image_ids[i]),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterator, Sequence
 
@@ -9,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 import torch.distributed as dist
-from torch.utils.data import DataLoader, DistributedSampler, Sampler
+from torch.utils.data import DataLoader, DistributedSampler, Sampler, get_worker_info
 
 from detector.data.dataset import DetectionDataset, Item, epoch_order
 from detector.types import Batch, Targets
@@ -37,11 +38,23 @@ class EpochSampler(Sampler[int]):
         return self.length - self.start
 
 
+def stack_images(images: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``[B, C, H, W]`` contiguous, in one copy per image. In a loader worker the batch is made in
+    shared memory, where the loader would otherwise copy it to send it (as torch's default_collate
+    does)."""
+    shape = (len(images), *images[0].shape)
+    if get_worker_info() is None:
+        return torch.stack(list(images))
+    storage = torch.UntypedStorage._new_shared(math.prod(shape) * images[0].element_size())
+    out = torch.empty(0, dtype=images[0].dtype).set_(storage).view(shape)
+    return torch.stack(list(images), out=out)
+
+
 def collate(items: Sequence[Item]) -> Batch:
     """Stack images; flatten targets with the index of the image each box belongs to."""
     counts = [len(item.classes) for item in items]
     return Batch(
-        images=torch.stack([item.image for item in items]),
+        images=stack_images([item.image for item in items]),
         targets=Targets(
             batch_index=torch.repeat_interleave(torch.arange(len(items)), torch.tensor(counts, dtype=torch.long)),
             boxes=torch.cat([item.boxes for item in items]).reshape(-1, 4),
@@ -86,6 +99,8 @@ def build_loader(
         sampler: Sampler[int] = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     else:
         sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
+        if shuffle and hasattr(dataset, "set_batch_size"):
+            dataset.set_batch_size(batch_size)  # mosaic partners from the same batch: decoded once
     return DataLoader(
         dataset,
         batch_size=batch_size,
@@ -97,7 +112,7 @@ def build_loader(
         worker_init_fn=seed_worker,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=False,  # workers are forked per epoch and see the dataset's current epoch
-        prefetch_factor=4 if workers > 0 else None,
+        prefetch_factor=2 if workers > 0 else None,
     )
 
 

@@ -1,22 +1,24 @@
 """Augmentation pipelines built from ``configs/augment/*.yaml`` with albumentations.
 
-The training pipeline follows the YOLO recipe: a 4-image Mosaic on a ``2 imgsz`` canvas, random
-affine of the canvas, its central ``imgsz`` crop (or, without mosaic, letterbox to ``imgsz`` and
-random affine), colour jitter, flips (any further albumentations transforms may follow), optional
-MixUp of two augmented samples. Validation is letterbox only. Every random draw comes from a
+The training pipeline follows the YOLO recipe: a 4-image mosaic on a ``2 imgsz`` canvas, random
+affine of the canvas, its central ``imgsz`` crop (one resampling, :mod:`detector.data.mosaic`; or,
+without mosaic, letterbox to ``imgsz`` and random affine), HSV jitter, flips (any further
+albumentations transforms may follow), optional MixUp of two augmented samples. Validation is letterbox only. Every random draw comes from a
 seed given per sample, so a sample is a pure function of (seed, epoch, index): the same
 batches for the same seed, whatever the number of workers.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import albumentations as A
 import cv2
 import numpy as np
+
+from detector.data.mosaic import Cell, Mosaic, check_affine, draw_affine
 
 FILL = 114  # letterbox / border grey
 
@@ -46,22 +48,27 @@ def letterbox_params(orig_size: tuple[int, int], loaded_size: tuple[int, int], i
     return np.array([w1 / w0, h1 / h0, (imgsz - w1) // 2, (imgsz - h1) // 2], dtype=np.float32)
 
 
-class Pipeline:
-    """``pipeline(image, boxes, classes, partners, seed) -> Augmented``.
+Partners = Callable[[], Sequence[Cell]]  # loads the three other images of a mosaic, when one is drawn
 
-    ``geometric`` then ``transforms`` run after the letterbox, in order. With ``mosaic`` (an
-    ``A.Mosaic`` whose ``target_size`` is ``2 imgsz``), a sample is combined with the ``partners`` it
-    is given (each a dict of image, bboxes, classes) whenever :attr:`mosaic_active`:
-    ``geometric`` transforms the whole canvas and its central ``imgsz`` square is kept, so a
-    zoom-out brings all four images into view (the YOLO recipe). :meth:`partners_needed` says how
-    many partners to load.
+
+class Pipeline:
+    """``pipeline(image, boxes, classes, seed, partners) -> Augmented``.
+
+    Without mosaic: letterbox to ``imgsz``, then ``geometric`` (at most one ``albumentations.Affine``),
+    then ``transforms``, in one albumentations ``Compose``. With ``mosaic`` (while
+    :attr:`mosaic_active`, with the mosaic's probability ``p``), the sample and the three
+    ``partners()`` images are combined on a ``2 imgsz`` canvas that the affine transforms and whose
+    central ``imgsz`` square is kept, then ``transforms`` follow. ``mosaic`` is either our
+    :class:`~detector.data.mosaic.Mosaic` (one resampling straight into the output: the default) or
+    an ``albumentations.Mosaic`` with ``target_size`` ``2 imgsz`` (the canvas painted and warped whole,
+    then cropped by ``albumentations.CenterCrop``: slower, the same recipe).
     """
 
     def __init__(
         self,
         imgsz: int,
         transforms: Sequence[A.BasicTransform] = (),
-        mosaic: A.Mosaic | None = None,
+        mosaic: Mosaic | A.Mosaic | None = None,
         geometric: Sequence[A.BasicTransform] = (),
         mixup: float = 0.0,
         min_visibility: float = 0.1,
@@ -69,7 +76,8 @@ class Pipeline:
     ) -> None:
         self.imgsz = imgsz
         self.mixup = float(mixup)
-        self.mosaic_active = mosaic is not None and mosaic.p > 0
+        self.min_visibility = float(min_visibility)
+        self.min_size = float(min_size)
         bbox_params = A.BboxParams(
             format="pascal_voc",
             label_fields=["classes"],
@@ -81,16 +89,30 @@ class Pipeline:
             check_each_transform=False,  # filter once, at the end: boxes stay clipped to the image throughout
         )
         self._plain = A.Compose([*letterbox(imgsz), *geometric, *transforms], bbox_params=bbox_params, strict=True)
-        self._mosaic = None
-        if mosaic is not None:  # the canvas is 2 imgsz square: no letterbox, a central crop after the geometry
+        self._after = A.Compose(list(transforms), bbox_params=bbox_params, strict=True) if transforms else None
+        self.mosaic = mosaic
+        self.mosaic_p = 0.0 if mosaic is None else float(mosaic.p)
+        self.mosaic_active = self.mosaic_p > 0
+        self._affine: A.Affine | None = None
+        self._canvas: A.Compose | None = None
+        if isinstance(mosaic, Mosaic):
+            if len(geometric) > 1:
+                raise ValueError("with the mosaic, geometric takes at most one albumentations.Affine")
+            self._affine = geometric[0] if geometric else None
+            check_affine(self._affine)
+        elif isinstance(mosaic, A.Mosaic):  # the canvas is 2 imgsz square: no letterbox, a central crop after the geometry
             if tuple(mosaic.target_size) != (2 * imgsz, 2 * imgsz):
                 raise ValueError(f"mosaic target_size {tuple(mosaic.target_size)} must be ({2 * imgsz}, {2 * imgsz}), "
                                  "twice the imgsz")
+            mosaic.p = 1.0  # drawn here, per sample, as for our Mosaic
             crop = A.CenterCrop(imgsz, imgsz)
-            self._mosaic = A.Compose([mosaic, *geometric, crop, *transforms], bbox_params=bbox_params, strict=True)
+            self._canvas = A.Compose([mosaic, *geometric, crop, *transforms], bbox_params=bbox_params, strict=True)
+        elif mosaic is not None:
+            raise ValueError(f"augment.mosaic must be detector.data.mosaic.Mosaic or albumentations.Mosaic, "
+                             f"got {type(mosaic).__name__}")
 
     def partners_needed(self) -> int:
-        return 3 if self.mosaic_active and self._mosaic is not None else 0
+        return 3 if self.mosaic_active else 0
 
     def __call__(
         self,
@@ -98,14 +120,24 @@ class Pipeline:
         boxes: np.ndarray,
         classes: np.ndarray,
         seed: int,
-        partners: Sequence[Mapping[str, np.ndarray]] = (),
+        partners: Partners = tuple,
     ) -> Augmented:
-        use_mosaic = self._mosaic is not None and self.mosaic_active and len(partners) > 0
-        compose = self._mosaic if use_mosaic else self._plain
+        rng = np.random.default_rng(seed)
+        if self.mosaic_active and rng.random() < self.mosaic_p:
+            cells = [(image, boxes, classes), *partners()]
+            if isinstance(self.mosaic, Mosaic):
+                affine = draw_affine(self._affine, self.imgsz, rng)
+                image, boxes, classes = self.mosaic(cells, self.imgsz, affine, rng, self.min_visibility, self.min_size)
+                if self._after is None:
+                    return Augmented(image, boxes, classes)
+                return self._run(self._after, seed, image=image, bboxes=boxes, classes=classes)
+            others = [{"image": im, "bboxes": b, "classes": c} for im, b, c in cells[1:]]
+            return self._run(self._canvas, seed, image=image, bboxes=boxes, classes=classes, mosaic_metadata=others)
+        return self._run(self._plain, seed, image=image, bboxes=boxes, classes=classes)
+
+    @staticmethod
+    def _run(compose: A.Compose, seed: int, **inputs: Any) -> Augmented:
         compose.set_random_seed(seed)
-        inputs: dict[str, Any] = {"image": image, "bboxes": boxes, "classes": classes}
-        if use_mosaic:
-            inputs["mosaic_metadata"] = list(partners)
         out = compose(**inputs)
         return Augmented(
             image=np.ascontiguousarray(out["image"]),

@@ -33,13 +33,13 @@ from detector.models.zoo import instantiate_model, model_config
 TRAIN_AUGMENT: dict[str, Any] = {
     "mosaic": 1.0,
     "scale": 0.5,  # gain in [0.5, 1.5]            (ours: Affine scale [0.5, 1.5])
-    "translate": 0.1,  # +-10 % of the image size   (ours: translate_percent [-0.1, 0.1])
+    "translate": 0.1,  # +-10 % of imgsz            (ours: translate_percent [-0.1, 0.1], of imgsz with mosaic too)
     "degrees": 0.0,
     "shear": 0.0,
     "perspective": 0.0,
-    "hsv_h": 0.015,  # (ours: ColorJitter hue +-0.015)
+    "hsv_h": 0.015,  # hue shift +-0.015 of a circle  (ours: HSVJitter hue [-0.015, 0.015])
     "hsv_s": 0.7,  # gain in [0.3, 1.7]              (ours: saturation [0.3, 1.7])
-    "hsv_v": 0.4,  # gain in [0.6, 1.4]              (ours: brightness [0.6, 1.4])
+    "hsv_v": 0.4,  # gain in [0.6, 1.4]              (ours: value [0.6, 1.4])
     "fliplr": 0.5,
     "flipud": 0.0,
     "mixup": 0.0,

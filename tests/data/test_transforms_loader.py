@@ -49,12 +49,22 @@ def painted_extent(diff: np.ndarray) -> list[float]:
     return [x1, y1, x2, y2]
 
 
-def test_boxes_stay_true_through_the_full_training_pipeline() -> None:
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        [],  # the default: our one-resampling mosaic (the resize path), HSV jitter, flip
+        ["augment.affine.rotate=[-30,30]", "augment.affine.shear=[-8,8]"],  # our mosaic's warp path
+        ["augment.mosaic.p=0", "augment.affine.rotate=[-10,10]"],  # letterbox + albumentations.Affine
+        ["augment=albumentations"],  # albumentations.Mosaic + Affine + CenterCrop + ColorJitter
+    ],
+    ids=["mosaic", "mosaic-rotate-shear", "no-mosaic", "albumentations"],
+)
+def test_boxes_stay_true_through_the_full_training_pipeline(overrides: list[str]) -> None:
     """Each rectangle's region is found by running the pipeline twice with the same seed, once
     without that rectangle: the pixels that differ are where it went. Its label must say so."""
-    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0"])
+    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0", *overrides])
     pipeline = build_train_pipeline(build_augment(cfg.augment), IMGSZ)
-    assert pipeline.partners_needed() == 3
+    rotated = any("rotate" in o for o in overrides)
     checked = 0
     for seed in range(40):
         samples = [painted(100 * seed + s, 3 * s) for s in range(4)]
@@ -66,9 +76,8 @@ def test_boxes_stay_true_through_the_full_training_pipeline() -> None:
                 for box, c in zip(boxes.astype(int), classes):
                     if c == erase:
                         image[box[1] : box[3], box[0] : box[2]] = 114
-                parts.append({"image": image, "bboxes": boxes, "classes": classes})
-            main = parts[0]
-            return pipeline(main["image"], main["bboxes"], main["classes"], seed=seed, partners=parts[1:])
+                parts.append((image, boxes, classes))
+            return pipeline(*parts[0], seed=seed, partners=lambda: parts[1:])
 
         full = run(None)
         assert full.image.shape == (IMGSZ, IMGSZ, 3)
@@ -76,9 +85,12 @@ def test_boxes_stay_true_through_the_full_training_pipeline() -> None:
             diff = np.abs(full.image.astype(int) - run(int(c)).image.astype(int)).max(-1)
             region = torch.tensor([painted_extent(diff)], dtype=torch.float32)
             iou = box_iou(torch.from_numpy(box[None]), region).item()
-            assert iou >= 0.9, (seed, int(c), box, region)
+            # a rotated rectangle's label is the box around its part inside the image, exactly; the
+            # measured extent falls short at a corner's tip, which covers pixels only in part (the worst
+            # case seen: a 4-px sliver at the border, IoU 0.84)
+            assert iou >= (0.8 if rotated else 0.9), (seed, int(c), box, region)
             checked += 1
-    assert checked >= 150
+    assert checked >= (60 if "augment.mosaic.p=0" in overrides else 150)
 
 
 def test_letterbox_params_map_original_pixels_exactly() -> None:
@@ -188,3 +200,26 @@ def test_mosaic_partners_are_the_predecessors_in_the_epoch_order(twin_index, mon
     order = epoch_order(len(dataset), 5, 2).tolist()
     dataset[order[3]]
     assert loaded == [order[3], order[2], order[1], order[0]]  # the sample, then 3 distinct partners
+
+
+def test_mosaic_partners_stay_within_the_batch() -> None:
+    """A worker makes a whole batch: partners from the same batch are images it decodes anyway."""
+    from detector.data.dataset import partner_positions
+
+    partners = partner_positions(10, 4, 3)  # batches [0, 4), [4, 8) and a short [8, 10)
+    np.testing.assert_array_equal(partners[:8], [[1, 2, 3], [0, 2, 3], [1, 0, 3], [2, 1, 0],
+                                                 [5, 6, 7], [4, 6, 7], [5, 4, 7], [6, 5, 4]])
+    np.testing.assert_array_equal(partners[8:], [[7, 6, 5], [8, 7, 6]])  # too short: the predecessors
+    np.testing.assert_array_equal(partner_positions(3, 1, 3), [[2, 1, 0], [0, 2, 1], [1, 0, 2]])  # wraps
+
+
+def test_loader_decodes_each_image_about_once_per_epoch(twin_index, monkeypatch) -> None:
+    import detector.data.dataset as dataset_module
+
+    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0"])
+    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=0, epochs=100)
+    decoded: list[str] = []
+    original = dataset_module.read_image
+    monkeypatch.setattr(dataset_module, "read_image", lambda path: (decoded.append(path), original(path))[1])
+    list(build_loader(dataset, 4, shuffle=True, workers=0, seed=0))
+    assert len(decoded) == len(set(decoded)) == len(dataset)  # 4 images per sample, each decoded once
