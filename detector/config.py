@@ -137,8 +137,10 @@ class CocoJsonDataConfig(DataSourceConfig):
 
 @dataclass
 class AugmentConfig:
-    """Albumentations transforms by name (each a ``_target_`` node, or null to leave it out), in the
-    order they run after the letterbox: affine, color, flipud, fliplr, then ``extra`` in its order."""
+    """Transforms by name (each a ``_target_`` node, or null to leave it out): ``mosaic`` (instead of
+    the letterbox), then in order affine, color, flipud, fliplr, then ``extra`` in its order. All are
+    albumentations transforms except the mosaic, ``detector.data.mosaic.Mosaic`` (or
+    ``albumentations.Mosaic``), which takes its geometry from ``affine``."""
 
     mosaic: Any = None  # detector.data.mosaic.Mosaic or albumentations.Mosaic, instead of the letterbox
     affine: Any = None

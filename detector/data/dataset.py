@@ -41,7 +41,7 @@ def fit_longest_side(image: np.ndarray, imgsz: int, enlarge: bool = True) -> np.
     ``enlarge=False`` an image that is already smaller stays as it is."""
     h, w = image.shape[:2]
     size = fitted_size(h, w, imgsz)
-    if size == (h, w) or (not enlarge and size[0] > h):
+    if size == (h, w) or (not enlarge and max(h, w) < imgsz):
         return image
     return cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR)
 

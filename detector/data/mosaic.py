@@ -69,9 +69,9 @@ def draw_affine(affine: A.Affine | None, size: int, rng: np.random.Generator) ->
     def scale_of(bounds: Sequence[float] | float) -> float:
         if isinstance(bounds, (int, float)) or not affine.balanced_scale:
             return uniform(bounds)
-        low, high = bounds  # balanced: shrinking and enlarging equally likely
-        sides = [s for s in ((low, min(high, 1.0)), (max(low, 1.0), high)) if s[0] < 1.0 < s[1] or s[0] != s[1]]
-        return uniform(sides[int(rng.integers(len(sides)))] if sides else 1.0)
+        low, high = bounds  # balanced (albumentations' rule): shrinking and enlarging equally likely
+        sides = ([(low, 1.0)] if low < 1.0 else []) + ([(1.0, high)] if high > 1.0 else [])
+        return uniform(sides[int(rng.integers(len(sides)))]) if sides else 1.0
 
     sx = scale_of(affine.scale["x"])
     sy = sx if affine.keep_ratio else scale_of(affine.scale["y"])
@@ -102,8 +102,9 @@ class Mosaic:
 
     ``p``: probability per sample (otherwise the sample is letterboxed alone); ``center_range``:
     where on the canvas (as a fraction of its side, per axis) the four images meet; ``fill``: the
-    grey of the canvas outside the images; ``interpolation``: OpenCV flag for enlarging (shrinking
-    uses area averaging). Images come at any resolution: each is placed as if resized to longer side
+    grey of the canvas outside the images; ``interpolation``: the OpenCV resampling (linear, as
+    Ultralytics' warp: zoomed-out samples keep the pixel-level texture and noise that validation
+    images have). Images come at any resolution: each is placed as if resized to longer side
     ``imgsz``, and resampled only once, into the output.
     """
 
@@ -134,8 +135,9 @@ class Mosaic:
         min_size: float = 3.0,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ``size x size`` output of four ``cells`` (top-left, top-right, bottom-left,
-        bottom-right) and their boxes in it; boxes keeping less than ``min_visibility`` of their area,
-        or narrower / lower than ``min_size`` pixels, are dropped."""
+        bottom-right) and their boxes in it. As in Ultralytics, boxes are first clipped to the canvas;
+        those keeping less than ``min_visibility`` of that area in the output, or narrower / lower
+        than ``min_size`` pixels, are dropped."""
         if len(cells) != 4:
             raise ValueError(f"a mosaic needs 4 images, got {len(cells)}")
         low, high = self.center_range
@@ -173,7 +175,11 @@ class Mosaic:
             if len(boxes):
                 rx, ry = (d1x - d0x) / (u1 - u0), (d1y - d0y) / (v1 - v0)
                 src = boxes.astype(np.float64)
-                area = (src[:, 2] - src[:, 0]) * (src[:, 3] - src[:, 1]) * rx * ry
+                # the part on the canvas, in source pixels (the image may reach beyond the canvas's edge)
+                cx0, cx1 = (0.0, (2 * size - xc) * w / fw) if right else (w - xc * w / fw, float(w))
+                cy0, cy1 = (0.0, (2 * size - yc) * h / fh) if below else (h - yc * h / fh, float(h))
+                on_canvas = np.clip(src, [cx0, cy0, cx0, cy0], [cx1, cy1, cx1, cy1])
+                area = (on_canvas[:, 2] - on_canvas[:, 0]) * (on_canvas[:, 3] - on_canvas[:, 1]) * rx * ry
                 clipped = np.clip(src, [u0, v0, u0, v0], [u1, v1, u1, v1])
                 mapped = (clipped - [u0, v0, u0, v0]) * [rx, ry, rx, ry] + [d0x, d0y, d0x, d0y]
                 all_boxes.append(mapped)
@@ -182,9 +188,9 @@ class Mosaic:
         return _joined(all_boxes, all_classes, all_areas)
 
     def _paste(self, out: np.ndarray, src: np.ndarray, x0: int, y0: int, width: int, height: int) -> None:
-        """Resize ``src`` to ``width x height`` and write it at ``(x0, y0)`` of ``out`` (clipped)."""
-        shrink = width < src.shape[1] and height < src.shape[0]
-        flags = cv2.INTER_AREA if shrink else self.interpolation
+        """Resize ``src`` to ``width x height`` and write it at ``(x0, y0)`` of ``out`` (clipped), with
+        the same interpolation whether it enlarges or shrinks, as a warp would."""
+        flags = self.interpolation
         size = out.shape[0]
         cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x0 + width, size), min(y0 + height, size)
         if cx1 <= cx0 or cy1 <= cy0:
@@ -195,7 +201,7 @@ class Mosaic:
                 target[...] = src
             else:
                 resized = cv2.resize(src, (width, height), dst=target, interpolation=flags)
-                if resized is not target and not np.shares_memory(resized, out):
+                if resized is not target:  # OpenCV did not write into the view: copy
                     target[...] = resized
             return
         resized = cv2.resize(src, (width, height), interpolation=flags) if src.shape[:2] != (height, width) else src
@@ -227,14 +233,13 @@ class Mosaic:
                 ix0, iy0 = max(visible[0], wx0), max(visible[1], wy0)
                 ix1, iy1 = min(visible[2], wx1), min(visible[3], wy1)
                 if ix1 > ix0 and iy1 > iy0:
-                    fitted = image if (fh, fw) == (h, w) else cv2.resize(
-                        image, (fw, fh), interpolation=cv2.INTER_AREA if fh < h else self.interpolation)
+                    fitted = image if (fh, fw) == (h, w) else cv2.resize(image, (fw, fh), interpolation=self.interpolation)
                     window[iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = fitted[iy0 - py : iy1 - py, ix0 - px : ix1 - px]
             if len(boxes):
                 canvas = boxes.astype(np.float64) * [fw / w, fh / h, fw / w, fh / h] + [px, py, px, py]
-                whole = _corners(canvas) @ linear.T + offset  # [N, 4, 2]: the whole object, for its area
-                area = np.prod(whole.max(1) - whole.min(1), axis=1)
                 clipped = np.clip(canvas, visible[:2] * 2, visible[2:] * 2)  # the part on the canvas
+                whole = _corners(clipped) @ linear.T + offset  # [N, 4, 2]: before the crop, for its area
+                area = np.prod(whole.max(1) - whole.min(1), axis=1)
                 extent = visible_extent(_corners(clipped) @ linear.T + offset, size)
                 extent[(clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])] = 0.0  # off the canvas
                 all_boxes.append(extent)

@@ -160,7 +160,7 @@ def mix(a: Augmented, b: Augmented, rng: np.random.Generator) -> Augmented:
 def build_train_pipeline(augment: Mapping[str, Any], imgsz: int) -> Pipeline:
     """The training pipeline of an instantiated ``augment`` config.
 
-    ``augment`` holds ``mosaic`` (an ``A.Mosaic`` or None), the named transforms ``affine``,
+    ``augment`` holds ``mosaic`` (a :class:`Mosaic`, an ``A.Mosaic`` or None), the named transforms ``affine``,
     ``color``, ``flipud``, ``fliplr`` (each an albumentations transform or None), ``extra`` (more
     transforms, applied last in their order), ``mixup`` (probability), ``min_visibility`` and
     ``min_size``. The dataset switches mosaic off for the close-mosaic epochs (``mosaic_active``).
