@@ -1,10 +1,11 @@
 """Training data-loader throughput, ours against Ultralytics', on the same images.
 
     python scripts/benchmark_loader.py [--imgsz 640 --batch 16 --workers 2 --batches 30 --warmup 3
-                                        --rounds 5 --out runs/benchmark/loader.json]
+                                        --rounds 5 --augment default --out runs/benchmark/loader.json]
 
 Both loaders read the 'train' split of the built-in shapes dataset (``data/shapes/data.yaml``,
-generated if missing) with the full training augmentation (mosaic, affine, colour, flip). Each
+generated if missing) with the full training augmentation (mosaic, affine, colour, flip; ours from
+``configs/augment/<--augment>.yaml``). ``--workers 0`` measures both in this one process. Each
 measurement starts fresh workers, takes ``--warmup`` batches untimed (worker start-up included)
 and then times ``--batches`` batches. The measurements alternate (ours, theirs, ours, theirs, ...)
 so that both see the same machine conditions; the figure reported is the median over rounds.
@@ -26,7 +27,7 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from detector.config import compose
+from detector.config import ConfigError, compose
 from detector.data.build import build_source, load_split
 from detector.interop.benchmark import images_per_second, training_loaders
 from detector.runs import write_text_atomic
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=3, help="untimed batches before timing")
     parser.add_argument("--rounds", type=int, default=5, help="measurements of each loader (at least 2)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--augment", default="default", help="our augment config (configs/augment/NAME.yaml)")
     parser.add_argument("--out", type=Path, default=Path("runs/benchmark/loader.json"))
     args = parser.parse_args()
     if args.rounds < 2:
@@ -52,7 +54,10 @@ def main() -> None:
     os.environ["YOLO_OFFLINE"] = "1"  # before ultralytics is first imported (inside the interop module)
     from detector.interop.ultralytics import TRAIN_AUGMENT
 
-    cfg = compose("train", [f"imgsz={args.imgsz}"])
+    try:
+        cfg = compose("train", [f"imgsz={args.imgsz}", f"augment={args.augment}"])
+    except ConfigError as err:
+        parser.error(str(err))
     source = build_source(cfg.data)
     index = load_split(source, "train")
     # the same loaders and measurement as the loader figure of scripts/benchmark.py
