@@ -8,7 +8,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from detector.config import instantiate_node
+from detector.config import ConfigError, instantiate_node
 from detector.data.dataset import DetectionDataset
 from detector.data.sources import CocoJsonSource, DataError, YoloSource
 from detector.data.transforms import build_train_pipeline, build_val_pipeline
@@ -56,9 +56,13 @@ def train_dataset(
     ``epochs`` (``None``: mosaic never closes)."""
     augment = build_augment(augment_cfg)
     close = int(augment.get("close_mosaic", 0)) if epochs is not None else 0
+    try:
+        pipeline = build_train_pipeline(augment, imgsz)
+    except ValueError as err:  # transforms that cannot work together: a configuration mistake
+        raise ConfigError(f"augment: {err}") from None
     return DetectionDataset(
         index,
-        build_train_pipeline(augment, imgsz),
+        pipeline,
         imgsz,
         seed=seed,
         cache_images=cache_images,

@@ -3,9 +3,10 @@
 The training pipeline follows the YOLO recipe: a 4-image mosaic on a ``2 imgsz`` canvas, random
 affine of the canvas, its central ``imgsz`` crop (one resampling, :mod:`detector.data.mosaic`; or,
 without mosaic, letterbox to ``imgsz`` and random affine), HSV jitter, flips (any further
-albumentations transforms may follow), optional MixUp of two augmented samples. Validation is letterbox only. Every random draw comes from a
-seed given per sample, so a sample is a pure function of (seed, epoch, index): the same
-batches for the same seed, whatever the number of workers.
+albumentations transforms may follow), optional MixUp of two augmented samples. Validation is
+letterbox only. Every random draw comes from a seed given per sample, so a sample is a pure
+function of (seed, epoch, index): the same batches for the same seed, whatever the number of
+workers.
 """
 
 from __future__ import annotations

@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 
 from detector.config import ConfigError, compose
-from detector.data.build import build_augment
+from detector.data.build import train_dataset
 from detector.data.color import HSVJitter
 from detector.data.mosaic import IDENTITY, AffineDraw, Mosaic, draw_affine, visible_extent
-from detector.data.transforms import build_train_pipeline
+from detector.data.sources import YoloSource
+from detector.data.verify import verify_split
+from tests.data.fixtures import NAMES, write_twin_datasets
 
 SIZE = 128
 
@@ -116,10 +118,13 @@ def test_identity_mosaic_places_images_around_the_centre() -> None:
         ("augment.color.hue=[-0.6,0.1]", "hue"),
     ],
 )
-def test_settings_the_mosaic_cannot_honour_are_refused(override: str, message: str) -> None:
+def test_settings_the_mosaic_cannot_honour_are_refused(override: str, message: str, tmp_path) -> None:
+    """A configuration mistake (which train.py prints as one line and exit status 2)."""
+    data_yaml, _, _ = write_twin_datasets(tmp_path)
+    index = verify_split(YoloSource(NAMES, 3, file=str(data_yaml)).split("val"), cache_dir=tmp_path / "cache")
     cfg = compose("train", ["imgsz=64", override])
-    with pytest.raises((ValueError, ConfigError), match=message):
-        build_train_pipeline(build_augment(cfg.augment), 64)
+    with pytest.raises(ConfigError, match=message):
+        train_dataset(index, cfg.augment, 64, seed=0, epochs=10)
 
 
 def reference_hsv(image: np.ndarray, hue: float, saturation: float, value: float) -> np.ndarray:
