@@ -6,8 +6,9 @@ the whole ``2 imgsz`` canvas, warp all of it and throw three quarters away. Here
 painted: each image is resampled once, straight from the file's resolution into the part of the
 output where it lands. Without rotation and shear (the YOLO default) that is a ``cv2.resize`` of
 the visible part of each image; with them, a ``cv2.warpAffine`` of the part of the canvas the output
-sees. The result is the same picture (up to a pixel at the edges of the four images); the boxes are
-mapped by the very transform the pixels went through, so labels stay exact.
+sees. The result is the picture the canvas warp gives, placed within half a pixel (each image's
+position and size are rounded to whole output pixels, one rounding shared by the two sides of each
+seam); the boxes are mapped by the very transform the pixels went through, so labels stay exact.
 
 The random affine is the ``affine`` node of the augment config (an ``albumentations.Affine``): the
 same scale, translation, rotation and shear ranges serve samples with and without mosaic.
@@ -28,7 +29,9 @@ Cell = tuple[np.ndarray, np.ndarray, np.ndarray]  # image [H, W, 3] uint8 (any r
 
 @dataclass(frozen=True)
 class AffineDraw:
-    """One draw of the random affine: ``x_out = linear @ (x - centre) + out_centre + shift``."""
+    """One draw of the random affine, from canvas to output pixels (continuous coordinates):
+    ``x_out = linear @ (x - (imgsz, imgsz)) + (imgsz / 2, imgsz / 2) + shift``: about the canvas's
+    centre, which lands on the output's centre, then shifted."""
 
     linear: np.ndarray  # [2, 2]
     shift: np.ndarray  # [2] pixels (x, y)
