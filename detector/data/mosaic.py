@@ -241,9 +241,9 @@ class Mosaic:
             if len(boxes):
                 canvas = boxes.astype(np.float64) * [fw / w, fh / h, fw / w, fh / h] + [px, py, px, py]
                 clipped = np.clip(canvas, visible[:2] * 2, visible[2:] * 2)  # the part on the canvas
-                whole = _corners(clipped) @ linear.T + offset  # [N, 4, 2]: before the crop, for its area
-                area = np.prod(whole.max(1) - whole.min(1), axis=1)
-                extent = visible_extent(_corners(clipped) @ linear.T + offset, size)
+                quads = _corners(clipped) @ linear.T + offset  # [N, 4, 2] in output pixels, before the crop
+                area = np.prod(quads.max(1) - quads.min(1), axis=1)
+                extent = visible_extent(quads, size)
                 extent[(clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])] = 0.0  # off the canvas
                 all_boxes.append(extent)
                 all_classes.append(classes)
