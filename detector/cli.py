@@ -13,8 +13,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from detector.data.sources import DataError
-from detector.config import CONFIG_DIR, ConfigError, compose, describe_error, register_configs, validate
+from detector.errors import DataError
+from detector.errors import ConfigError
+from detector.config import CONFIG_DIR, compose, describe_error, register_configs, validate
 
 
 def fail(message: str, code: int = 2) -> None:

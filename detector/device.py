@@ -6,7 +6,7 @@ import re
 
 import torch
 
-from detector.config import ConfigError
+from detector.errors import ConfigError
 
 
 def select_device(spec: str) -> torch.device:

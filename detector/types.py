@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 
 import torch
 from torch import Tensor
+
+
+class CSPVariant(str, Enum):
+    """Which reference layer table a CSPDarknet backbone / PAN neck follows."""
+
+    yolov8 = "yolov8"
+    yolo11 = "yolo11"
 
 
 @dataclass
@@ -69,3 +77,15 @@ class Batch:
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
+
+
+@dataclass
+class Detections:
+    """Detections of one image, best first."""
+
+    boxes: Tensor  # [N, 4] float32 xyxy, original-image pixels
+    scores: Tensor  # [N]
+    classes: Tensor  # [N] int64
+
+    def __len__(self) -> int:
+        return int(self.scores.numel())

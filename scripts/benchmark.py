@@ -12,6 +12,6 @@ if __name__ == "__main__":
     os.environ.setdefault("YOLO_VERBOSE", "False")  # no progress bars or logs from Ultralytics (ours prints none)
 
     from detector.cli import hydra_entry
-    from detector.interop.benchmark_entry import run
+    from detector.tasks.benchmark import run
 
     hydra_entry("benchmark", run)

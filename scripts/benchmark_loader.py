@@ -27,9 +27,10 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from detector.config import ConfigError, compose
+from detector.errors import ConfigError
+from detector.config import compose
 from detector.data.build import build_source, load_split
-from detector.interop.benchmark import images_per_second, training_loaders
+from detector.tools.benchmark.measure import images_per_second, training_loaders
 from detector.runs import write_text_atomic
 
 

@@ -5,7 +5,7 @@ instances, backgrounds, per-class counts, a box-size histogram and every problem
 writes ``<split>_problems.txt`` into ``runs/check_data/<name>/``."""
 
 from detector.cli import hydra_entry
-from detector.data.check import run
+from detector.tasks.check_data import run
 
 if __name__ == "__main__":
     hydra_entry("check_data", run)

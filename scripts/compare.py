@@ -13,7 +13,7 @@ Ultralytics' with one recipe, then compares them, adding training images/s and w
 import os
 
 from detector.cli import hydra_entry
-from detector.interop.compare_entry import run
+from detector.tasks.compare import run
 
 if __name__ == "__main__":
     os.environ.setdefault("YOLO_OFFLINE", "1")  # Ultralytics is imported later, inside the run: never online

@@ -5,7 +5,7 @@ original-image pixels), ``ground_truth.json`` (COCO instances) and plots (precis
 curves, confusion matrix, a grid of predictions) into ``runs/evaluate/<name>/``."""
 
 from detector.cli import hydra_entry
-from detector.eval.entry import run
+from detector.tasks.evaluate import run
 
 if __name__ == "__main__":
     hydra_entry("evaluate", run)

@@ -5,7 +5,7 @@ The fused model with decoding (``images -> boxes, scores``; NMS stays outside) g
 accepts the ``.onnx`` file as its checkpoint."""
 
 from detector.cli import hydra_entry
-from detector.export.entry import run
+from detector.tasks.export import run
 
 if __name__ == "__main__":
     hydra_entry("export", run)

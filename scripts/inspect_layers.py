@@ -8,7 +8,7 @@ receptive field and jump, the BatchNorm that follows) and one of weight statisti
 change against another checkpoint (``compare_to=PATH``)."""
 
 from detector.cli import hydra_entry
-from detector.inspect.entry import run
+from detector.tasks.inspect import run
 
 if __name__ == "__main__":
     hydra_entry("inspect", run)

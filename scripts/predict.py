@@ -5,7 +5,7 @@ original-image pixels, scores, class names) into ``runs/predict/<name>/``. The c
 a detector ``.pt`` or an exported ``.onnx``. Unreadable files are reported and skipped."""
 
 from detector.cli import hydra_entry
-from detector.eval.predict import run
+from detector.tasks.predict import run
 
 if __name__ == "__main__":
     hydra_entry("predict", run)

@@ -4,7 +4,7 @@ Writes ``runs/show_batch/<name>/<split>_batch.png``: the first batch of the spli
 training pipeline, with boxes and class names."""
 
 from detector.cli import hydra_entry
-from detector.data.show import run
+from detector.tasks.show_batch import run
 
 if __name__ == "__main__":
     hydra_entry("show_batch", run)

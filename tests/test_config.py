@@ -7,7 +7,8 @@ import torch
 from omegaconf import OmegaConf
 
 from detector import build_model
-from detector.config import ConfigError, compose
+from detector.errors import ConfigError
+from detector.config import compose
 from detector.device import select_device
 from detector.runs import make_run_dir, write_text_atomic
 from tests.helpers import REPO, run_script

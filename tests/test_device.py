@@ -7,7 +7,7 @@ import torch
 
 from detector import build_model
 from detector import device as devices
-from detector.config import ConfigError
+from detector.errors import ConfigError
 from tests.helpers import randomize_batchnorm
 
 CPU = torch.device("cpu")

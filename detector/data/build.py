@@ -8,11 +8,14 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from detector.config import ConfigError, instantiate_node
+from detector.errors import ConfigError
+from detector.config import instantiate_node
 from detector.data.dataset import DetectionDataset
-from detector.data.sources import CocoJsonSource, DataError, YoloSource
+from detector.errors import DataError
+from detector.data.sources import CocoJsonSource, YoloSource
 from detector.data.transforms import build_train_pipeline, build_val_pipeline
-from detector.data.verify import SplitIndex, verify_split
+from detector.data.index import SplitIndex
+from detector.data.verify import verify_split
 
 
 def build_source(data_cfg: DictConfig) -> YoloSource | CocoJsonSource:

@@ -11,10 +11,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from detector.data.sources import DataError
+from detector.errors import DataError
 from detector.data.mosaic import fitted_size
+from detector.errors import DataError
+from detector.images import decode_image
 from detector.data.transforms import Augmented, Pipeline, letterbox_params, mix
-from detector.data.verify import SplitIndex
+from detector.data.index import SplitIndex
 
 
 class Item(NamedTuple):
@@ -30,7 +32,7 @@ class Item(NamedTuple):
 
 def read_image(path: str) -> np.ndarray:
     """Decode an image file to ``[H, W, 3]`` uint8 RGB (grey and RGBA converted)."""
-    image = cv2.imread(path, cv2.IMREAD_COLOR_RGB)  # decoded straight to RGB: no conversion pass
+    image = decode_image(path)
     if image is None:
         raise DataError(f"cannot read {path} any more (it was readable when the split was checked)")
     return image

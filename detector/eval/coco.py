@@ -20,8 +20,9 @@ from torch import nn
 
 from detector.data.loader import build_loader
 from detector.device import memory_format
-from detector.data.verify import SplitIndex
-from detector.eval.postprocess import Detections, PostProcess
+from detector.data.index import SplitIndex
+from detector.eval.postprocess import PostProcess
+from detector.types import Detections
 
 # COCOeval's summary lines, by index into its ``stats``
 METRIC_NAMES = {

@@ -9,17 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
-
-@dataclass
-class Detections:
-    """Detections of one image, best first."""
-
-    boxes: Tensor  # [N, 4] float32 xyxy, original-image pixels
-    scores: Tensor  # [N]
-    classes: Tensor  # [N] int64
-
-    def __len__(self) -> int:
-        return int(self.scores.numel())
+from detector.types import Detections
 
 
 @dataclass

@@ -13,21 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from detector.models.detector import Detector
+from detector.models.detector import Decoded, Detector
 from detector.runs import replace_atomic
-
-
-class Decoded(nn.Module):
-    """A detector whose forward returns decoded ``(boxes, scores)``, for export and prediction."""
-
-    def __init__(self, model: Detector) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model.head.decode(self.model(images))
 
 
 def export_onnx(

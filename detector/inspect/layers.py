@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.weak import WeakIdKeyDictionary
 
-from detector.config import ConfigError
+from detector.errors import ConfigError
 from detector.inspect.receptive import Field, FieldTracker
 from detector.inspect.stats import (
     BATCHNORM_TYPES,

@@ -1,7 +1,7 @@
 """Pictures of what a conv learned (its filters) and what it sees (the feature maps of an image).
 
-Both return ``[H, W, 3]`` uint8 RGB grids built with :func:`detector.eval.plots.image_grid`; save
-them with :func:`detector.eval.plots.save_png`.
+Both return ``[H, W, 3]`` uint8 RGB grids built with :func:`detector.images.image_grid`; save
+them with :func:`detector.images.save_png`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from detector.config import ConfigError
-from detector.eval.plots import image_grid
-from detector.eval.predict import decode_image
+from detector.errors import ConfigError
+from detector.images import decode_image, image_grid
 from detector.inspect.stats import CONV_TYPES
 
 LETTERBOX_GREY = 114

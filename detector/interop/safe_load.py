@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.config import ConfigError
+from detector.errors import ConfigError
 
 # Globals that are data, not behaviour: (importable name -> object). numpy's names moved in 2.0
 # (``numpy.core`` -> ``numpy._core``); files name whichever the writer had.

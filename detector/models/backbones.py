@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from enum import Enum
 
 import torch
 from torch import Tensor, nn
@@ -15,14 +14,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import get_model_weights
 from torchvision.models.feature_extraction import create_feature_extractor
 
+from detector.types import CSPVariant
 from detector.models.blocks import C2PSA, SPPF, C2f, C3k2, ConvBNAct, scale_channels, scale_depth
-
-
-class CSPVariant(str, Enum):
-    """Which reference layer table a CSPDarknet backbone / PAN neck follows."""
-
-    yolov8 = "yolov8"
-    yolo11 = "yolo11"
 
 
 class CSPDarknet(nn.Module):

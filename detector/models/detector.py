@@ -56,3 +56,14 @@ def build_detector(
     neck_module = neck(in_channels=backbone.out_channels, strides=backbone.strides)
     head_module = head(in_channels=neck_module.out_channels, strides=neck_module.strides)
     return Detector(backbone, neck_module, head_module, scale)
+
+
+class Decoded(nn.Module):
+    """A detector whose forward returns decoded ``(boxes, scores)``, for export and prediction."""
+
+    def __init__(self, model: Detector) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        return self.model.head.decode(self.model(images))

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detector.models.backbones import CSPVariant
+from detector.types import CSPVariant
 from detector.models.blocks import C2f, C3k2, ConvBNAct, make_divisible, scale_channels, scale_depth
 
 

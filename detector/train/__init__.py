@@ -1,5 +1,2 @@
-"""Training: ``detector.train.run(cfg)`` is what ``python train.py`` calls."""
-
-from detector.train.entry import run
-
-__all__ = ["run"]
+"""Training: the loop and its collaborators (optimizer and schedule, EMA, checkpoints, loggers,
+distribution). ``python train.py`` runs :func:`detector.tasks.train.run`."""

@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 import pytest
 
-from detector.config import ConfigError, compose
+from detector.errors import ConfigError
+from detector.config import compose
 from detector.data.build import train_dataset
 from detector.data.color import HSVJitter
 from detector.data.mosaic import IDENTITY, AffineDraw, Mosaic, draw_affine, visible_extent

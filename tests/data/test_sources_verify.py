@@ -10,7 +10,9 @@ import pytest
 from detector.data import verify
 from detector.data.build import val_dataset
 from detector.data.loader import build_loader
-from detector.data.sources import CocoJsonSource, DataError, YoloSource, dataset_names, image_to_label_path
+from detector.errors import DataError
+from detector.data.sources import CocoJsonSource, YoloSource, image_to_label_path
+from detector.datafiles import dataset_names
 from detector.data.verify import verify_split
 from tests.data.fixtures import COCO_IDS, NAMES, SIZES, objects, write_problem_dataset, write_twin_datasets
 

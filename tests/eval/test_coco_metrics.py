@@ -68,7 +68,7 @@ def test_metrics_equal_pycocotools_on_the_same_files(tmp_path) -> None:
 def tiny_checkpoint(tmp_path) -> str:
     from detector.config import compose
     from detector.models.zoo import instantiate_model
-    from detector.train.checkpoint import save_checkpoint
+    from detector.checkpoint import save_checkpoint
 
     cfg = compose("train", ["model=yolov8n", "model.scale.width=0.0625"])
     model = instantiate_model(cfg.model)
@@ -99,7 +99,7 @@ def test_confusion_matrix_counts_hand_computed_cases() -> None:
     import torch
 
     from detector.eval.plots import confusion_matrix
-    from detector.eval.postprocess import Detections
+    from detector.types import Detections
 
     det = Detections(
         boxes=torch.tensor([[0, 0, 10, 10], [20, 20, 30, 30], [50, 50, 60, 60], [0, 0, 10, 10.0]]),

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from detector.config import ConfigError, compose
-from detector.inspect.entry import run
+from detector.errors import ConfigError
+from detector.config import compose
+from detector.tasks.inspect import run
 from detector.models.zoo import instantiate_model
-from detector.train.checkpoint import save_checkpoint
+from detector.checkpoint import save_checkpoint
 from tests.helpers import REPO, run_script, write_ultralytics_checkpoint
 
 SCRIPT = str(REPO / "scripts" / "inspect_layers.py")

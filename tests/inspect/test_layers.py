@@ -10,7 +10,7 @@ from rich.console import Console
 from torch import Tensor, nn
 
 from detector import build_model
-from detector.config import ConfigError
+from detector.errors import ConfigError
 from detector.inspect import (
     compare_weights,
     conv_output_size,

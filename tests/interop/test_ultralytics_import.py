@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from detector.config import ConfigError
-from detector.interop import ultralytics
-from detector.train.checkpoint import load_checkpoint
+from detector.errors import ConfigError
+from detector.interop import ultralytics_weights
+from detector.interop.ultralytics import ultralytics_model
+from detector.interop.weights import load_weights
 from tests.helpers import REPO, run_script, write_ultralytics_checkpoint
 
 
@@ -43,7 +44,7 @@ def raw_outputs(theirs: torch.nn.Module, x: torch.Tensor) -> tuple[list[torch.Te
 def test_import_equals_ultralytics_forward_unfused_and_fused(tmp_path, yaml, num_classes, stripped) -> None:
     names = [f"thing{i}" for i in range(num_classes)]
     path = write_ultralytics_checkpoint(tmp_path / "u.pt", yaml, num_classes, names, stripped=stripped)
-    ours = ultralytics.load(path)
+    ours = ultralytics_weights.load(path)
     theirs = their_model(path)
     assert ours.names == names
     assert ours.head.num_classes == num_classes
@@ -62,14 +63,14 @@ def test_import_equals_ultralytics_forward_unfused_and_fused(tmp_path, yaml, num
             torch.testing.assert_close(out.cls[level], cls[level], atol=1e-4, rtol=0)
 
 
-def test_load_checkpoint_takes_ultralytics_files_and_describes_them(tmp_path) -> None:
+def test_load_weights_takes_ultralytics_files_and_describes_them(tmp_path) -> None:
     path = write_ultralytics_checkpoint(tmp_path / "u.pt", "yolo11n.yaml", 4, ["a", "b", "c", "d"], stripped=False)
-    model, meta = load_checkpoint(path)
+    model, meta = load_weights(path)
     assert meta["format"] == "ultralytics" and meta["names"] == ["a", "b", "c", "d"]
     assert meta["ultralytics"]["model"] == "yolo11n"
     assert meta["model_config"]["head"]["num_classes"] == 4
-    checkpoint = ultralytics.read(path)
-    theirs = ultralytics.ultralytics_model(checkpoint)  # their module, built by them, our safely read tensors
+    checkpoint = ultralytics_weights.read(path)
+    theirs = ultralytics_model(checkpoint)  # their module, built by them, our safely read tensors
     with torch.no_grad():
         x = torch.rand(1, 3, 64, 64)
         torch.testing.assert_close(theirs(x)[0], their_model(path)(x)[0])
@@ -85,7 +86,7 @@ def test_custom_scale_multipliers_are_followed(tmp_path) -> None:
     theirs = DetectionModel(cfg, nc=2, verbose=False)
     theirs.names = {0: "a", 1: "b"}
     torch.save({"model": theirs.half(), "ema": None}, tmp_path / "tiny.pt")
-    ours = ultralytics.load(tmp_path / "tiny.pt")
+    ours = ultralytics_weights.load(tmp_path / "tiny.pt")
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
     box, cls = raw_outputs(theirs.float().eval(), x := torch.rand(1, 3, 64, 64))
     with torch.no_grad():
@@ -104,7 +105,7 @@ def test_a_checkpoint_that_cannot_be_mapped_names_the_first_module(tmp_path, yam
     cls = SegmentationModel if "seg" in yaml else DetectionModel
     torch.save({"model": cls(yaml, nc=3, verbose=False).half(), "ema": None}, tmp_path / "x.pt")
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        ultralytics.load(tmp_path / "x.pt")
+        ultralytics_weights.load(tmp_path / "x.pt")
 
 
 class RunsCode:
@@ -138,7 +139,7 @@ def test_malicious_pickles_are_refused_before_anything_runs(tmp_path) -> None:
     marker = tmp_path / "pwned"
     for name, path in malicious_files(tmp_path, marker).items():
         with pytest.raises(ConfigError) as err:
-            load_checkpoint(path)
+            load_weights(path)
         assert "\n" not in str(err.value)
         if name != "raw.pt":
             assert "refused" in str(err.value), str(err.value)
@@ -178,8 +179,8 @@ def test_fine_tuning_from_an_ultralytics_checkpoint_with_another_class_count(tmp
     # Everything but the class branch came from the checkpoint: YOLOv8's class-branch width is
     # max(64, min(classes, 100)), so going from 80 to 6 classes changes all of its 36 tensors.
     assert "train.init: 319/355 tensors" in result.stderr, result.stderr[-2000:]
-    model, meta = load_checkpoint(tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt")
-    source = ultralytics.load(path)
+    model, meta = load_weights(tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt")
+    source = ultralytics_weights.load(path)
     assert model.head.num_classes == 6 and len(meta["names"]) == 6
     # frozen layers (stem and the first two stages' blocks) kept the imported weights exactly
     torch.testing.assert_close(model.backbone.stem.conv.weight, source.backbone.stem.conv.weight)

@@ -5,7 +5,7 @@ import torch
 import torchvision
 
 from detector import build_model
-from detector.config import ConfigError
+from detector.errors import ConfigError
 from detector.models.backbones import CSPDarknet, TorchvisionBackbone
 
 

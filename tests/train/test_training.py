@@ -150,8 +150,9 @@ def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
 
 
 def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, monkeypatch) -> None:
-    import detector.train.entry as entry
-    from detector.config import ConfigError, compose
+    import detector.tasks.train as entry
+    from detector.errors import ConfigError
+    from detector.config import compose
 
     class Exploding:
         def __init__(self, *args, **kwargs):

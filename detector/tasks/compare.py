@@ -1,7 +1,7 @@
 """``python scripts/compare.py``: the one place the compare config is read.
 
 ``mode=eval`` compares the models listed in ``models=[...]``; ``mode=train`` first trains ours and
-Ultralytics' with one recipe (:mod:`detector.interop.headtohead`), then compares the two results
+Ultralytics' with one recipe (:mod:`detector.tools.compare.headtohead`), then compares the two results
 the same way, with training throughput and wall time added.
 """
 
@@ -16,15 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from detector.config import CompareConfig, ConfigError
+from detector.errors import ConfigError
+from detector.config.schemas import CompareConfig
 from detector.data.build import build_source, load_split, val_dataset
 from detector.data.loader import build_loader
-from detector.data.verify import SplitIndex
+from detector.data.index import SplitIndex
 from detector.device import select_device
 from detector.eval.coco import evaluate
 from detector.eval.postprocess import PostProcess
-from detector.interop import compare as cmp
-from detector.interop.headtohead import (
+from detector.tools.compare import contenders as cmp
+from detector.tools.compare.headtohead import (
     Recipe,
     TrainedRun,
     check_recipe_model,

@@ -12,7 +12,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
-from detector.config import ConfigError, TrainConfig, instantiate_node, validate
+from detector.errors import ConfigError
+from detector.config import instantiate_node, validate
+from detector.config.schemas import TrainConfig
 from detector.data.build import build_source, load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader
 from detector.device import autocast_dtype, memory_format, select_device
@@ -20,7 +22,8 @@ from detector.losses import DetectionLoss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
-from detector.train.checkpoint import checkpoint_payload, load_checkpoint, read_checkpoint, write_checkpoint
+from detector.checkpoint import checkpoint_payload, load_checkpoint, read_checkpoint, write_checkpoint
+from detector.interop.weights import load_weights
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
 from detector.train.loggers import build_loggers
@@ -34,6 +37,7 @@ from detector.train.loop import (
     train_epochs,
 )
 from detector.train.optim import Schedule, build_optimizer
+from detector.train.surgery import copy_fitting, freeze
 
 RESUMABLE = ("train.", "device", "logger.")  # what a resumed run may change on the command line
 
@@ -70,7 +74,10 @@ def _train(
         torch.backends.cudnn.deterministic = True
     model = instantiate_model(cfg.model)
     if loop.init and payload is None:
-        load_initial_weights(model, loop.init, console)
+        source, _ = load_weights(loop.init)
+        copied, skipped = copy_fitting(model, source)
+        console.print(f"train.init: {copied}/{copied + len(skipped)} tensors from {loop.init}"
+                      + (f"; kept fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else ""))
     freeze(model, loop.freeze)
     if process.distributed and loop.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -176,16 +183,14 @@ def _train(
 def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, console) -> None:
     """Evaluate best.pt with plots into the run directory, hand the plots to the loggers."""
     from detector.eval.coco import evaluate
-    from detector.eval.entry import results_table, write_outputs
     from detector.eval.postprocess import PostProcess
+    from detector.eval.report import EvalSettings, results_table, write_outputs
 
     best = weights / "best.pt"
     if why != "interrupted" and val_index is not None and best.is_file():
         model, _ = load_checkpoint(best)
         result = evaluate(model.to(device), val_index, val_ds, PostProcess(), device, cfg.train.batch, cfg.train.workers)
-        settings = OmegaConf.create({"checkpoint": str(best), "split": "val", "imgsz": cfg.imgsz, "conf": 0.001,
-                                     "iou": 0.7, "max_det": 300, "agnostic": False, "plots": True})
-        write_outputs(run_dir, result, val_index, settings)
+        write_outputs(run_dir, result, val_index, EvalSettings(str(best), "val", cfg.imgsz), plots=True)
         console.print(results_table(result, val_index))
     if loggers is not None:
         loggers.log_files(sorted(run_dir.glob("*.png")))
@@ -200,42 +205,6 @@ def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, conso
 def _text(value: Any) -> str:
     """A config enum member (or a plain string) as its string value."""
     return str(getattr(value, "value", value))
-
-
-def load_initial_weights(model: nn.Module, path: str, console: Console) -> None:
-    """Copy every tensor of a checkpoint's (EMA) weights, ours or Ultralytics', whose name and shape
-    fit; report the rest (a class-count change leaves the class outputs freshly initialised)."""
-    source, _ = load_checkpoint(path)
-    own = model.state_dict()
-    fitting = {k: v for k, v in source.state_dict().items() if k in own and own[k].shape == v.shape}
-    model.load_state_dict(fitting, strict=False)
-    skipped = sorted(set(own) - set(fitting))
-    console.print(f"train.init: {len(fitting)}/{len(own)} tensors from {path}"
-                  + (f"; kept fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else ""))
-
-
-def layer_names(model: nn.Module) -> list[str]:
-    """Layers in forward order for ``train.freeze=N``: the backbone's stem and each element of its
-    stages (the Ultralytics layer order for CSPDarknet), the neck's blocks, the head."""
-    names = []
-    backbone = model.backbone
-    if hasattr(backbone, "stem") and hasattr(backbone, "stages"):
-        names.append("backbone.stem.")
-        for i, stage in enumerate(backbone.stages):
-            names += [f"backbone.stages.{i}.{j}." for j in range(len(stage))]
-    else:
-        names.append("backbone.")
-    names += [f"neck.{name}." for name, _ in model.neck.named_children()]
-    return names + ["head."]
-
-
-def freeze(model: nn.Module, spec: Any) -> None:
-    if spec is None or spec == [] or spec == 0:
-        return
-    prefixes = layer_names(model)[: int(spec)] if isinstance(spec, int) else [str(p) for p in spec]
-    for name, p in model.named_parameters():
-        if any(name.startswith(prefix) for prefix in prefixes):
-            p.requires_grad_(False)
 
 
 def _command_line_overrides() -> list[str]:

@@ -10,7 +10,8 @@ from rich.console import Console
 from rich.table import Table
 
 from detector.data.build import build_source
-from detector.data.verify import PROBLEM_KINDS, SplitIndex, verify_split
+from detector.data.index import SplitIndex
+from detector.data.verify import PROBLEM_KINDS, verify_split
 from detector.runs import make_run_dir
 
 # box-size bins: square root of the box area in pixels of the original image (COCO's small /

@@ -35,7 +35,9 @@ from detector.data.sources import YoloSource
 from detector.device import memory_format
 from detector.eval.coco import evaluate
 from detector.eval.postprocess import PostProcess
-from detector.eval.predict import Predictor, decode_image
+from detector.checkpoint import load_checkpoint
+from detector.eval.predict import Predictor
+from detector.images import decode_image
 from detector.losses import DetectionLoss
 from detector.models import Detector, build_model
 from detector.train.ema import ModelEMA
@@ -391,7 +393,8 @@ def our_predictor(
 ) -> Predictor:
     """What ``scripts/predict.py`` runs per image: letterbox, fused model (autocast to ``dtype`` if
     given: its ``amp=true``), decoding, NMS, boxes mapped back to the image (returned on the CPU)."""
-    return Predictor(str(checkpoint), device, imgsz, post, dtype)
+    model, _ = load_checkpoint(checkpoint)
+    return Predictor(model, device, imgsz, post, dtype)
 
 
 def ultralytics_predict(yolo: Any, device: torch.device, imgsz: int, post: PostProcess, save_dir: Path) -> Callable:

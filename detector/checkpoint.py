@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from omegaconf import DictConfig, OmegaConf
 
-from detector.config import ConfigError
+from detector.errors import ConfigError
 from detector.models.detector import Detector
 from detector.models.zoo import instantiate_model
 from detector.runs import write_atomic
@@ -79,27 +79,18 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 def load_checkpoint(path: str | Path) -> tuple[Detector, dict[str, Any]]:
-    """The model a checkpoint describes, with its weights, in eval mode; and the checkpoint's metadata
-    (``names``, ``model_config`` ...).
-
-    Our checkpoints load with ``torch.load(weights_only=True)``. Any other pickle goes to the
-    Ultralytics importer, whose restricted unpickler admits only what an Ultralytics detection
-    checkpoint is made of and refuses the rest before anything runs."""
-    try:
-        payload = read_checkpoint(path)
-    except ForeignCheckpoint:
-        from detector.interop import ultralytics
-
-        checkpoint = ultralytics.read(path)
-        model = ultralytics.to_detector(checkpoint)
-        config = OmegaConf.to_container(ultralytics.equivalent_config(checkpoint), resolve=True, enum_to_str=True)
-        meta = {"format": "ultralytics", "names": list(checkpoint.names), "model_config": config,
-                "ultralytics": {"model": checkpoint.model_name, "train_args": checkpoint.train_args}}
-        return model, meta
+    """The model one of our checkpoints describes, with its weights, in eval mode; and the
+    checkpoint's metadata (``names``, ``model_config`` ...). It loads with
+    ``torch.load(weights_only=True)``; any other file raises :class:`ConfigError`
+    (:class:`ForeignCheckpoint` for a pickle of objects: :func:`detector.interop.weights.load_weights`
+    reads Ultralytics' files, explicitly)."""
+    payload = read_checkpoint(path)
     model = instantiate_model(OmegaConf.create(payload["model_config"]))
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     if missing or unexpected:
-        raise ConfigError(f"{path}: weights do not fit the model they describe (missing {missing[:3]}, unexpected {unexpected[:3]})")
+        raise ConfigError(
+            f"{path}: weights do not fit the model they describe (missing {missing[:3]}, unexpected {unexpected[:3]})"
+        )
     meta = {k: v for k, v in payload.items() if k != "model"}
     model.names = list(payload["names"])
     return model.eval(), meta

@@ -2,7 +2,7 @@
 
 Every contender is scored by *our* evaluator (:func:`detector.eval.coco.evaluate`: the same
 letterbox, conf, IoU, max_det and COCO metrics); an Ultralytics model goes through our imported
-equivalent of it (:func:`detector.interop.ultralytics.load`). Ultralytics models are also scored
+equivalent of it (:func:`detector.interop.ultralytics_weights.load`). Ultralytics models are also scored
 by Ultralytics' own validator, run on their own module built from the same safely-read weights, so
 that a difference in metric definitions shows. Latency is the median of repeated forward +
 post-processing passes at batch 1 on fused modules, after a warm-up.
@@ -29,8 +29,9 @@ import torch
 import yaml
 from torch import nn
 
-from detector.config import ConfigError
-from detector.data.sources import CocoJsonSource, DataError, YoloSource
+from detector.errors import ConfigError
+from detector.errors import DataError
+from detector.data.sources import CocoJsonSource, YoloSource
 from detector.models.detector import Detector
 from detector.runs import write_atomic, write_text_atomic
 
@@ -100,7 +101,7 @@ def load_contender(spec: str, data_names: Sequence[str], seed: int = 0) -> Conte
 
 
 def _checkpoint_contender(path: Path) -> Contender:
-    from detector.train.checkpoint import FORMAT, load_checkpoint, read_checkpoint
+    from detector.checkpoint import FORMAT, load_checkpoint, read_checkpoint
 
     try:
         ours = read_checkpoint(path).get("format") == FORMAT
@@ -110,14 +111,15 @@ def _checkpoint_contender(path: Path) -> Contender:
         model, meta = load_checkpoint(path)
         return Contender(str(path), KIND_OURS, model.eval(), list(meta["names"]))
     from detector.interop import ultralytics as ul
+    from detector.interop import ultralytics_weights as ulw
 
     try:
-        checkpoint = ul.read(path)
+        checkpoint = ulw.read(path)
     except (ConfigError, ValueError, OSError, RuntimeError, KeyError, TypeError) as err:
         raise ConfigError(
             f"{path} is neither a detector checkpoint nor an Ultralytics detection checkpoint ({_one_line(err)})"
         ) from err
-    model = ul.to_detector(checkpoint).eval()
+    model = ulw.to_detector(checkpoint).eval()
     theirs = ul.ultralytics_model(checkpoint).eval()
     return Contender(str(path), KIND_ULTRALYTICS, model, list(checkpoint.names), theirs)
 

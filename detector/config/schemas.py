@@ -1,36 +1,18 @@
-"""Structured-config schemas, registered with Hydra's ConfigStore, and the composition helpers
-that turn any configuration mistake into one line naming the key.
+"""Structured-config schemas: one dataclass per config node, the one home of every default.
 
-Nothing is registered at import: entry points call :func:`register_configs` once.
-"""
+Hydra validates every composed config against them (unknown keys and wrong types are refused
+before any work starts); tasks turn the composed config into these objects with
+``OmegaConf.to_object``."""
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from enum import Enum
-from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-from hydra.core.config_store import ConfigStore
-from hydra.errors import HydraException, MissingConfigException, OverrideParseException
-from omegaconf import MISSING, DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import (
-    ConfigAttributeError,
-    ConfigKeyError,
-    MissingMandatoryValue,
-    OmegaConfBaseException,
-    ValidationError,
-)
+from omegaconf import MISSING
 
-from detector.models.backbones import CSPVariant
-
-CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
-
-
-class ConfigError(ValueError):
-    """A mistake in the configuration a user gave; its message is one line naming the key."""
+from detector.types import CSPVariant
 
 
 # --------------------------------------------------------------------------- model components
@@ -503,158 +485,3 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
     "schema/data": {"shapes": ShapesDataConfig, "yolo": YoloDataConfig, "coco_json": CocoJsonDataConfig},
 }
-
-
-def register_configs() -> None:
-    """Store every schema in Hydra's ConfigStore and register the config resolvers ``dataset_names``,
-    ``len``, ``data_dir`` and ``double`` (idempotent). Call from entry points, not at import."""
-    from detector.data.sources import data_dir, dataset_names
-
-    resolvers = (("dataset_names", dataset_names), ("len", len), ("data_dir", lambda: str(data_dir())),
-                 ("double", lambda value: 2 * int(value)))
-    for name, resolver in resolvers:
-        OmegaConf.register_new_resolver(name, resolver, replace=True)
-    cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainConfig)
-    cs.store(name="model_only", node=ModelOnlyConfig)
-    cs.store(name="check_data_schema", node=CheckDataConfig)
-    cs.store(name="show_batch_schema", node=ShowBatchConfig)
-    cs.store(name="evaluate_schema", node=EvaluateConfig)
-    cs.store(name="predict_schema", node=PredictConfig)
-    cs.store(name="export_schema", node=ExportConfig)
-    cs.store(name="inspect_schema", node=InspectConfig)
-    cs.store(name="benchmark_schema", node=BenchmarkConfig)
-    cs.store(name="compare_schema", node=CompareConfig)
-    for group, nodes in _SCHEMAS.items():
-        for name, node in nodes.items():
-            cs.store(group=group, name=name, node=node)
-
-
-# --------------------------------------------------------------------------- composition and errors
-
-
-def compose(config_name: str, overrides: list[str]) -> DictConfig:
-    """Compose ``configs/<config_name>.yaml`` with command-line style overrides, then validate.
-
-    Raises :class:`ConfigError` with a one-line message for any mistake.
-    """
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.initialize import get_gh_backup, restore_gh_from_backup
-
-    register_configs()
-    running = get_gh_backup()  # inside a Hydra app (train.py composing a model): put its state back after
-    GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-            cfg = hydra_compose(config_name=config_name, overrides=overrides)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(describe_error(err)) from err
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{mark.name}:{mark.line + 1}" if mark is not None else "a config file"
-        raise ConfigError(f"invalid YAML in {where}: {getattr(err, 'problem', None) or err}") from err
-    finally:
-        if running is not None and running.is_initialized():
-            restore_gh_from_backup(running)
-    validate(cfg)
-    return cfg
-
-
-def validate(cfg: DictConfig) -> None:
-    """Checks a schema cannot express: every value resolves, and the values agree with each other."""
-    try:
-        OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
-    except OmegaConfBaseException as err:
-        raise ConfigError(describe_error(err)) from err
-    data = cfg.get("data")
-    if data is not None and "names" in data and len(data.names) != data.num_classes:
-        raise ConfigError(
-            f"data.names has {len(data.names)} entries but data.num_classes is {data.num_classes}; they must agree"
-        )
-    head = OmegaConf.select(cfg, "model.head")
-    if data is not None and head is not None and "num_classes" in head and head.num_classes != data.num_classes:
-        raise ConfigError(
-            f"model.head.num_classes={head.num_classes} but data.num_classes={data.num_classes}; set the class count "
-            "once, in the data config"
-        )
-    if "imgsz" in cfg:
-        sizes = list(cfg.imgsz) if isinstance(cfg.imgsz, ListConfig) else [cfg.imgsz]  # [H, W] where the schema allows
-        if len(sizes) not in (1, 2) or any(type(s) is not int or s < 32 or s % 32 for s in sizes):
-            shown = f"[{','.join(map(str, sizes))}]" if isinstance(cfg.imgsz, ListConfig) else cfg.imgsz
-            raise ConfigError(f"imgsz={shown} must be a positive multiple of 32 (the largest model stride), or [H,W] of such")
-    loop = cfg.get("train")
-    if loop is not None:
-        for key in ("epochs", "batch"):
-            if loop[key] < 1:
-                raise ConfigError(f"train.{key}={loop[key]} must be >= 1")
-
-
-def describe_error(err: BaseException) -> str:
-    """One line for a Hydra / OmegaConf error: which key or option, and what is wrong with it."""
-    chain: list[BaseException] = []
-    cur: BaseException | None = err
-    while cur is not None and cur not in chain:
-        chain.append(cur)
-        cur = cur.__cause__ or cur.__context__
-    from detector.data.sources import DataError
-
-    for e in chain:
-        if isinstance(e, DataError):
-            return str(e)
-        if isinstance(e, OverrideParseException):
-            return f"cannot parse override '{e.override}': {_first_line(e.message)}"
-        if isinstance(e, MissingConfigException) and e.missing_cfg_file:
-            group, _, choice = e.missing_cfg_file.rpartition("/")
-            options = [o for o in (e.options or []) if not o.startswith("schema")]
-            if group and options:
-                return f"unknown {group} '{choice}'; choose one of: {', '.join(sorted(options))}"
-            return f"config '{e.missing_cfg_file}' not found in {CONFIG_DIR}"
-    for e in chain:
-        if isinstance(e, (ConfigKeyError, ConfigAttributeError)) and e.full_key:
-            return f"unknown key '{e.full_key}'{_did_you_mean(e)}"
-        if isinstance(e, MissingMandatoryValue) and e.full_key:
-            return f"missing value for '{e.full_key}': set it on the command line ({e.full_key}=...)"
-        if isinstance(e, ValidationError) and e.full_key:
-            return f"invalid value for '{e.full_key}': {_first_line(e.msg)}"
-        if isinstance(e, OmegaConfBaseException) and getattr(e, "full_key", None):
-            return f"bad value for '{e.full_key}': {_first_line(e.msg)}"
-    return _first_line(str(err) or str(chain[-1]))
-
-
-def _did_you_mean(e: ConfigKeyError | ConfigAttributeError) -> str:
-    parent = e.parent_node
-    if not isinstance(parent, DictConfig) or not isinstance(e.key, str):
-        return ""
-    known = [str(k) for k in parent.keys() if not str(k).startswith("_") and k != "hydra"]
-    close = difflib.get_close_matches(e.key, known, n=1)
-    prefix = e.full_key.rpartition(".")[0]
-    if close:
-        return f" (did you mean '{prefix + '.' if prefix else ''}{close[0]}'?)"
-    return f"; known keys{' under ' + repr(prefix) if prefix else ''}: {', '.join(known)}"
-
-
-def _first_line(text: str) -> str:
-    return next((line.strip() for line in str(text).splitlines() if line.strip()), "configuration error")
-
-
-def instantiate_node(node: DictConfig, key: str) -> Any:
-    """``hydra.utils.instantiate`` (plain containers); a failure names the node that failed in one line.
-
-    A :class:`detector.data.sources.DataError` from a constructor passes through unchanged.
-    """
-    from hydra.errors import InstantiationException
-    from hydra.utils import instantiate
-
-    from detector.data.sources import DataError
-
-    try:
-        return instantiate(node, _convert_="all")
-    except InstantiationException as err:
-        cause = err.__cause__ or err
-        if isinstance(cause, DataError):
-            raise cause from err
-        keys = [line.split(":", 1)[1].strip() for line in str(err).splitlines() if line.strip().startswith("full_key:")]
-        where = keys[0] if keys and keys[0] else key
-        raise ConfigError(f"cannot build {where}: {_first_line(str(cause))}") from err

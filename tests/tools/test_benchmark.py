@@ -11,11 +11,12 @@ import torch
 from omegaconf import OmegaConf
 
 from detector import build_model
-from detector.config import ConfigError, compose
+from detector.errors import ConfigError
+from detector.config import compose
 from detector.device import cpu_has_native_bf16
-from detector.interop.benchmark import GOALS, Figure, alternate
-from detector.interop.benchmark_entry import reference_weights
-from detector.train.checkpoint import save_checkpoint
+from detector.tools.benchmark.measure import GOALS, Figure, alternate
+from detector.tasks.benchmark import reference_weights
+from detector.checkpoint import save_checkpoint
 from tests.helpers import REPO, run_script
 
 TINY = [
@@ -79,7 +80,7 @@ def test_benchmark_settings_mistakes_are_one_line(tmp_path) -> None:
 
 
 def test_benchmark_modules_import_ultralytics_lazily() -> None:
-    code = "import sys, detector.interop.benchmark_entry; print('ultralytics' in sys.modules)"
+    code = "import sys, detector.tasks.benchmark; print('ultralytics' in sys.modules)"
     result = run_script("-c", code, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

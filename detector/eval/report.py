@@ -1,32 +1,34 @@
-"""``python scripts/evaluate.py``: COCO metrics of a checkpoint on a split, with the files and plots."""
+"""What an evaluation leaves behind: the per-class table, ``metrics.json``, the COCO files and the plots."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
-from rich.console import Console
 from rich.table import Table
 
-from detector.config import ConfigError
-from detector.data.build import build_source, load_split, val_dataset
 from detector.data.dataset import fit_longest_side, read_image
-from detector.data.verify import SplitIndex
-from detector.device import autocast_dtype, select_device
-from detector.eval.coco import EvalResult, evaluate
-from detector.eval.plots import (
-    confusion_matrix,
-    draw_boxes,
-    image_grid,
-    plot_confusion_matrix,
-    pr_curves,
-    save_png,
-)
-from detector.eval.postprocess import PostProcess
-from detector.runs import make_run_dir, write_text_atomic
-from detector.train.checkpoint import load_checkpoint
+from detector.data.index import SplitIndex
+from detector.errors import ConfigError
+from detector.eval.coco import EvalResult
+from detector.eval.plots import confusion_matrix, plot_confusion_matrix, pr_curves
+from detector.images import draw_boxes, image_grid, save_png
+from detector.runs import write_text_atomic
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """What an evaluation was run with, recorded in ``metrics.json`` (Ultralytics' validation defaults)."""
+
+    checkpoint: str
+    split: str = "val"
+    imgsz: int = 640
+    conf: float = 0.001
+    iou: float = 0.7
+    max_det: int = 300
+    agnostic: bool = False
 
 
 def check_names(model_names: list[str], data_names: list[str], checkpoint: str) -> None:
@@ -35,27 +37,6 @@ def check_names(model_names: list[str], data_names: list[str], checkpoint: str) 
             f"{checkpoint} was trained on classes {model_names[:6]}{'...' if len(model_names) > 6 else ''}, "
             f"the data has {data_names[:6]}{'...' if len(data_names) > 6 else ''}: they must be the same, in order"
         )
-
-
-def run(cfg: DictConfig) -> Path:
-    console = Console()
-    device = select_device(cfg.device)
-    model, meta = load_checkpoint(cfg.checkpoint)
-    source = build_source(cfg.data)
-    check_names(meta["names"], list(cfg.data.names), cfg.checkpoint)
-    index = load_split(source, cfg.split, log=console.print)
-    post = PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, agnostic=cfg.agnostic)
-    amp = autocast_dtype(device, bool(cfg.amp), "amp")
-    result = evaluate(model.fuse().to(device), index, val_dataset(index, cfg.imgsz), post, device, cfg.batch,
-                      cfg.workers, amp)
-    run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
-    write_outputs(run_dir, result, index, cfg)
-    console.print(results_table(result, index))
-    speed = ", ".join(f"{k} {v:.1f} ms" for k, v in result.speed.items())
-    precision = f", {str(amp).removeprefix('torch.')} autocast" if amp is not None else ""
-    console.print(f"speed per image: {speed} (imgsz {cfg.imgsz}, batch {cfg.batch}, {device}{precision}, fused)")
-    console.print(f"results in {run_dir}")
-    return run_dir
 
 
 def results_table(result: EvalResult, index: SplitIndex) -> Table:
@@ -74,19 +55,21 @@ def results_table(result: EvalResult, index: SplitIndex) -> Table:
     return table
 
 
-def write_outputs(run_dir: Path, result: EvalResult, index: SplitIndex, cfg: DictConfig) -> None:
+def write_outputs(run_dir: Path, result: EvalResult, index: SplitIndex, settings: EvalSettings, plots: bool = True) -> None:
+    """``metrics.json``, ``predictions.json``, ``ground_truth.json`` and, with ``plots``, the PR curves,
+    the confusion matrix and ``<split>_predictions.png`` (the first 16 images, truth and detections)."""
     metrics = {
         **result.scores.metrics,
         "per_class_AP50-95": result.scores.per_class,
         "speed_ms_per_image": result.speed,
-        "settings": {k: cfg[k] for k in ("checkpoint", "split", "imgsz", "conf", "iou", "max_det", "agnostic")},
+        "settings": asdict(settings),
         "images": len(index),
         "instances": index.instances,
     }
     write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     write_text_atomic(run_dir / "predictions.json", json.dumps(result.predictions))
     write_text_atomic(run_dir / "ground_truth.json", json.dumps(result.ground_truth))
-    if not cfg.plots:
+    if not plots:
         return
     pr_curves(result.scores.precision, index.names, run_dir / "pr_curves.png")
     truth = index.truth()
@@ -100,7 +83,7 @@ def write_outputs(run_dir: Path, result: EvalResult, index: SplitIndex, cfg: Dic
         image = draw_boxes(image, boxes, classes, index.names, ghost=True)
         image = draw_boxes(image, det.boxes.numpy()[keep], det.classes.numpy()[keep], index.names, det.scores.numpy()[keep])
         tiles.append(letterboxed(image, 320))
-    save_png(run_dir / f"{cfg.split}_predictions.png", image_grid(tiles))
+    save_png(run_dir / f"{settings.split}_predictions.png", image_grid(tiles))
 
 
 def letterboxed(image: np.ndarray, size: int) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Same-recipe head-to-head: our trainer and Ultralytics' on the same data, architecture, image
 size, epochs, batch, optimizer settings, schedule, augmentation and seed.
 
-Ours runs through :func:`detector.train.entry.run` on a composed ``train`` config; theirs through
+Ours runs through :func:`detector.tasks.train.run` on a composed ``train`` config; theirs through
 ``ultralytics.YOLO(<model yaml>).train(...)``. Each writes its own run directory; their ``best.pt``
-is afterwards read with :func:`detector.interop.ultralytics.read`, never with their loader.
+is afterwards read with :func:`detector.interop.ultralytics_weights.read`, never with their loader.
 ``ultralytics`` is imported only inside :func:`train_ultralytics`.
 """
 
@@ -18,7 +18,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from detector.config import CompareRecipeConfig, ConfigError, ScheduleShape, compose, validate
+from detector.errors import ConfigError
+from detector.config import compose, validate
+from detector.config.schemas import CompareRecipeConfig, ScheduleShape
 
 # the recipe's loss gains are the schema defaults of both libraries
 LOSS_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
@@ -76,7 +78,7 @@ def our_train_config(recipe: Recipe, data: DictConfig, imgsz: int, device: str, 
 
 def train_ours(cfg: DictConfig) -> TrainedRun:
     """Train with our loop; images/s from the run's ``metrics.csv`` (training time of each epoch)."""
-    from detector.train.entry import run
+    from detector.tasks.train import run
 
     start = time.perf_counter()
     run_dir = Path(run(cfg))
@@ -95,7 +97,7 @@ def train_ours(cfg: DictConfig) -> TrainedRun:
 
 def check_recipe_model(recipe: Recipe) -> str:
     """The Ultralytics YAML name of the recipe's model; only models both libraries build qualify."""
-    from detector.interop.compare import ULTRALYTICS_YAML
+    from detector.tools.compare.contenders import ULTRALYTICS_YAML
 
     name = f"{recipe.model}.yaml"
     if not ULTRALYTICS_YAML.match(name):

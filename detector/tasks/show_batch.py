@@ -8,7 +8,7 @@ from omegaconf import DictConfig
 
 from detector.data.build import build_source, load_split, train_dataset
 from detector.data.loader import collate
-from detector.eval.plots import draw_boxes, image_grid, save_png
+from detector.images import draw_boxes, image_grid, save_png
 from detector.runs import make_run_dir
 
 

@@ -3,7 +3,7 @@ table and ``runs/benchmark/<name>/benchmark.json``.
 
 The parts (``parts=[train_step,loader,predict,val]``) run on the CPU and, where CUDA is present
 (``device=all``), on the GPU as well; the loader runs once (its workers are CPU processes). Both
-sides get the same weights, inputs and settings; see :mod:`detector.interop.benchmark` for how
+sides get the same weights, inputs and settings; see :mod:`detector.tools.benchmark.measure` for how
 each side is driven and timed.
 """
 
@@ -27,16 +27,18 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from detector.config import ConfigError, compose, instantiate_node
+from detector.errors import ConfigError
+from detector.config import compose, instantiate_node
 from detector.data.build import build_source, load_split
 from detector.data.sources import YoloSource
 from detector.device import autocast_dtype, cpu_has_native_bf16, select_device
 from detector.eval.postprocess import PostProcess
-from detector.interop import benchmark as bench
-from detector.interop.benchmark import Clock, Figure, alternate
+from detector.tools.benchmark import measure as bench
+from detector.tools.benchmark.measure import Clock, Figure, alternate
 from detector.models import build_model
 from detector.runs import make_run_dir, write_text_atomic
-from detector.train.checkpoint import load_checkpoint, save_checkpoint
+from detector.checkpoint import save_checkpoint
+from detector.interop.weights import load_weights
 
 PARTS = ("train_step", "loader", "predict", "val")
 GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}  # the loss gains of train.yaml (they do not change the work)
@@ -149,9 +151,9 @@ def reference_weights(cfg: DictConfig, data_names: list[str]) -> tuple[dict[str,
     names, since Ultralytics builds that from its own YAML)."""
     name = str(cfg.arch)
     if cfg.checkpoint:
-        from detector.eval.entry import check_names
+        from detector.tasks.evaluate import check_names
 
-        model, meta = load_checkpoint(cfg.checkpoint)
+        model, meta = load_weights(cfg.checkpoint)
         names = list(meta["names"])
         check_names(names, data_names, cfg.checkpoint)
         weights = {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -9,11 +9,11 @@ from omegaconf import DictConfig
 
 from detector.export.onnx import export_onnx, export_torchscript
 from detector.runs import make_run_dir
-from detector.train.checkpoint import load_checkpoint
+from detector.interop.weights import load_weights
 
 
 def run(cfg: DictConfig) -> Path:
-    model, meta = load_checkpoint(cfg.checkpoint)
+    model, meta = load_weights(cfg.checkpoint)
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
     stem = Path(cfg.checkpoint).stem
     if str(getattr(cfg.format, "value", cfg.format)) == "onnx":

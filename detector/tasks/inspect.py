@@ -12,9 +12,9 @@ from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 from torch import nn
 
-from detector.config import ConfigError
+from detector.errors import ConfigError
 from detector.device import select_device
-from detector.eval.plots import save_png
+from detector.images import save_png
 from detector.inspect.layers import (
     find_conv,
     find_module,
@@ -26,7 +26,7 @@ from detector.inspect.stats import compare_weights
 from detector.inspect.viz import feature_grid, feature_maps, kernel_grid, load_image
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
-from detector.train.checkpoint import load_checkpoint
+from detector.interop.weights import load_weights
 
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown"}
 
@@ -44,7 +44,7 @@ def load_model(checkpoint: str | None, model_cfg: DictConfig | None) -> nn.Modul
     if checkpoint and model_cfg is not None:
         raise ConfigError(f"give checkpoint=PATH or model=NAME, not both (got checkpoint={checkpoint} and a model)")
     if checkpoint:
-        model, _ = load_checkpoint(checkpoint)
+        model, _ = load_weights(checkpoint)
     elif model_cfg is not None:
         model = instantiate_model(model_cfg)
     else:

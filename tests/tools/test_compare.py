@@ -38,7 +38,7 @@ def rows(path) -> list[dict[str, str]]:
 def write_ours(path, names=SHAPE_NAMES) -> torch.nn.Module:
     from detector.config import compose
     from detector.models.zoo import instantiate_model
-    from detector.train.checkpoint import save_checkpoint
+    from detector.checkpoint import save_checkpoint
 
     cfg = compose("train", ["model=yolov8n", "model.scale.width=0.0625"])
     model = instantiate_model(cfg.model)
@@ -47,7 +47,8 @@ def write_ours(path, names=SHAPE_NAMES) -> torch.nn.Module:
 
 
 def test_compare_eval_mode_end_to_end(tmp_path) -> None:
-    from detector.interop.ultralytics import read, to_detector, ultralytics_model
+    from detector.interop.ultralytics import ultralytics_model
+    from detector.interop.ultralytics_weights import read, to_detector
 
     ours = write_ours(tmp_path / "ours.pt")
     write_ultralytics_checkpoint(tmp_path / "u.pt", "yolov8n.yaml", num_classes=6, names=list(SHAPE_NAMES))
@@ -120,8 +121,8 @@ def test_compare_bad_input_is_one_line(tmp_path, models: str, message: str) -> N
     ],
 )
 def test_models_that_cannot_be_compared(tmp_path, spec: str, message: str) -> None:
-    from detector.config import ConfigError
-    from detector.interop.compare import class_map, load_contender
+    from detector.errors import ConfigError
+    from detector.tools.compare.contenders import class_map, load_contender
 
     write_ours(tmp_path / "fewer.pt", names=list(SHAPE_NAMES[:4]))
     with pytest.raises(ConfigError, match=message):
@@ -131,13 +132,14 @@ def test_models_that_cannot_be_compared(tmp_path, spec: str, message: str) -> No
 
 def test_class_matching_by_name_equals_dropping_other_classes(tmp_path) -> None:
     """Both restricted modules give exactly the superset model's scores of the data's classes."""
-    from detector.interop.compare import (
+    from detector.tools.compare.contenders import (
         class_map,
         parity,
         restrict_classes,
         restrict_ultralytics_classes,
     )
-    from detector.interop.ultralytics import read, to_detector, ultralytics_model
+    from detector.interop.ultralytics import ultralytics_model
+    from detector.interop.ultralytics_weights import read, to_detector
 
     keep = class_map(SUPERSET, list(SHAPE_NAMES), "superset")
     assert [SUPERSET[k] for k in keep] == list(SHAPE_NAMES)

@@ -1,0 +1,1 @@
+"""Applications built on the library: the comparison report and the benchmark against Ultralytics."""
