@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from omegaconf import DictConfig, OmegaConf
+from torch import nn
 
 from detector.errors import ConfigError
 from detector.models.detector import Detector
@@ -25,10 +25,16 @@ FORMAT = "detector"
 VERSION = 1
 
 
-def checkpoint_payload(model: nn.Module, model_cfg: DictConfig | dict, names: list[str], **extra: Any) -> dict[str, Any]:
+def checkpoint_payload(
+    model: nn.Module, model_cfg: DictConfig | dict, names: list[str], **extra: Any
+) -> dict[str, Any]:
     """``model``'s weights, the config that builds it, the class names and ``extra`` metadata
     (plain Python values and tensors only): what a checkpoint file holds."""
-    config = OmegaConf.to_container(model_cfg, resolve=True, enum_to_str=True) if isinstance(model_cfg, DictConfig) else model_cfg
+    config = (
+        OmegaConf.to_container(model_cfg, resolve=True, enum_to_str=True)
+        if isinstance(model_cfg, DictConfig)
+        else model_cfg
+    )
     return {
         "format": FORMAT,
         "version": VERSION,

@@ -13,9 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from detector.errors import DataError
-from detector.errors import ConfigError
 from detector.config import CONFIG_DIR, compose, describe_error, register_configs, validate
+from detector.errors import ConfigError, DataError
 
 
 def fail(message: str, code: int = 2) -> None:

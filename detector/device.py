@@ -56,8 +56,10 @@ def autocast_dtype(device: torch.device, amp: bool | None, setting: str = "amp")
     if amp is None:
         return None
     if not cpu_has_native_bf16():
-        raise ConfigError(f"{setting}=true on a CPU without native bf16 (AVX512-BF16 or AMX): it would be slower than "
-                          f"float32; use {setting}=false")
+        raise ConfigError(
+            f"{setting}=true on a CPU without native bf16 (AVX512-BF16 or AMX): it would be slower than "
+            f"float32; use {setting}=false"
+        )
     return torch.bfloat16
 
 

@@ -27,11 +27,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from detector.errors import ConfigError
 from detector.config import compose
 from detector.data.build import build_source, load_split
-from detector.tools.benchmark.measure import images_per_second, training_loaders
+from detector.errors import ConfigError
 from detector.runs import write_text_atomic
+from detector.tools.benchmark.measure import images_per_second, training_loaders
 
 
 def write_json(path: Path, content: dict[str, Any]) -> None:

@@ -7,9 +7,9 @@ import torch
 from omegaconf import OmegaConf
 
 from detector import build_model
-from detector.errors import ConfigError
 from detector.config import compose
 from detector.device import select_device
+from detector.errors import ConfigError
 from detector.runs import make_run_dir, write_text_atomic
 from tests.helpers import REPO, run_script
 
@@ -76,7 +76,11 @@ def test_components_and_scales_can_be_overridden() -> None:
 
 @pytest.mark.parametrize(
     "group, option",
-    [(p.parent.name, p.stem) for p in sorted((REPO / "configs").glob("*/*.yaml")) if p.parent.name not in ("model", "setup")],
+    [
+        (p.parent.name, p.stem)
+        for p in sorted((REPO / "configs").glob("*/*.yaml"))
+        if p.parent.name not in ("model", "setup")
+    ],
 )
 def test_every_group_option_composes(group: str, option: str) -> None:
     if (group, option) in {("data", "yolo"), ("data", "coco_json")}:  # they need a file: one clear line
@@ -102,8 +106,19 @@ def test_cfg_job_prints_the_composed_config(tmp_path) -> None:
 
 def test_train_writes_into_numbered_run_dirs(tmp_path) -> None:
     shapes = ("data.num_train=4", "data.num_val=2", f"data.root={tmp_path / 'shapes'}")
-    args = (TRAIN, "model=yolo11n", "model.scale.width=0.125", "imgsz=64", "device=cpu", "name=trial", "project=out",
-            "train.epochs=1", "train.workers=0", "train.batch=4", *shapes)
+    args = (
+        TRAIN,
+        "model=yolo11n",
+        "model.scale.width=0.125",
+        "imgsz=64",
+        "device=cpu",
+        "name=trial",
+        "project=out",
+        "train.epochs=1",
+        "train.workers=0",
+        "train.batch=4",
+        *shapes,
+    )
     first = run_script(*args, cwd=tmp_path)
     assert first.returncode == 0, first.stderr
     second = run_script(*args, cwd=tmp_path)

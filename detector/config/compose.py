@@ -11,6 +11,7 @@ from detector.config.errors import describe_error
 from detector.config.store import CONFIG_DIR, register_configs
 from detector.errors import ConfigError
 
+
 def compose(config_name: str, overrides: list[str]) -> DictConfig:
     """Compose ``configs/<config_name>.yaml`` with command-line style overrides, then validate.
 
@@ -61,7 +62,9 @@ def validate(cfg: DictConfig) -> None:
         sizes = list(cfg.imgsz) if isinstance(cfg.imgsz, ListConfig) else [cfg.imgsz]  # [H, W] where the schema allows
         if len(sizes) not in (1, 2) or any(type(s) is not int or s < 32 or s % 32 for s in sizes):
             shown = f"[{','.join(map(str, sizes))}]" if isinstance(cfg.imgsz, ListConfig) else cfg.imgsz
-            raise ConfigError(f"imgsz={shown} must be a positive multiple of 32 (the largest model stride), or [H,W] of such")
+            raise ConfigError(
+                f"imgsz={shown} must be a positive multiple of 32 (the largest model stride), or [H,W] of such"
+            )
     loop = cfg.get("train")
     if loop is not None:
         for key in ("epochs", "batch"):

@@ -14,7 +14,6 @@ from omegaconf import MISSING
 
 from detector.types import CSPVariant
 
-
 # --------------------------------------------------------------------------- model components
 
 

@@ -28,8 +28,12 @@ CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"  # the YAML files H
 def register_configs() -> None:
     """Store every schema in Hydra's ConfigStore and register the config resolvers ``dataset_names``,
     ``len``, ``data_dir`` and ``double`` (idempotent). Call from entry points, not at import."""
-    resolvers = (("dataset_names", dataset_names), ("len", len), ("data_dir", lambda: str(data_dir())),
-                 ("double", lambda value: 2 * int(value)))
+    resolvers = (
+        ("dataset_names", dataset_names),
+        ("len", len),
+        ("data_dir", lambda: str(data_dir())),
+        ("double", lambda value: 2 * int(value)),
+    )
     for name, resolver in resolvers:
         OmegaConf.register_new_resolver(name, resolver, replace=True)
     cs = ConfigStore.instance()

@@ -18,9 +18,9 @@ import torch
 from faster_coco_eval import COCO, COCOeval_faster
 from torch import nn
 
+from detector.data.index import SplitIndex
 from detector.data.loader import build_loader
 from detector.device import memory_format
-from detector.data.index import SplitIndex
 from detector.eval.postprocess import PostProcess
 from detector.types import Detections
 
@@ -67,7 +67,12 @@ def detections_to_coco(image_id: int, det: Detections) -> list[dict[str, Any]]:
     boxes = det.boxes.cpu().double()
     xywh = torch.cat((boxes[:, :2], boxes[:, 2:] - boxes[:, :2]), 1).tolist()
     return [
-        {"image_id": int(image_id), "category_id": int(c), "bbox": [round(v, 3) for v in b], "score": round(float(s), 5)}
+        {
+            "image_id": int(image_id),
+            "category_id": int(c),
+            "bbox": [round(v, 3) for v in b],
+            "score": round(float(s), 5),
+        }
         for b, s, c in zip(xywh, det.scores.cpu().tolist(), det.classes.cpu().tolist())
     ]
 
@@ -179,7 +184,9 @@ def precision_recall(
         overlaps = box_iou(d_boxes.float(), torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)).numpy()
         taken = np.zeros(len(classes), dtype=bool)
         for k in range(len(d_classes)):
-            candidates = (classes == d_classes[k]) & ~taken & (overlaps[k] >= iou) if len(classes) else np.zeros(0, bool)
+            candidates = (
+                (classes == d_classes[k]) & ~taken & (overlaps[k] >= iou) if len(classes) else np.zeros(0, bool)
+            )
             hit = bool(candidates.any())
             if hit:
                 taken[np.argmax(np.where(candidates, overlaps[k], -1))] = True

@@ -38,14 +38,17 @@ def pr_curves(precision: np.ndarray, names: Sequence[str], path: Path) -> Path:
 
 
 def confusion_matrix(
-    detections: Sequence, ground_truth: Sequence[tuple[np.ndarray, np.ndarray]], num_classes: int,
-    conf: float = 0.25, iou: float = 0.45,
+    detections: Sequence,
+    ground_truth: Sequence[tuple[np.ndarray, np.ndarray]],
+    num_classes: int,
+    conf: float = 0.25,
+    iou: float = 0.45,
 ) -> np.ndarray:
     """``[C + 1, C + 1]`` counts, rows predicted class, columns true class; the last row and column
     are background (a missed object, a detection of nothing). Detections above ``conf`` are matched
     to true boxes above ``iou``, best overlap first, each box at most once."""
-    from torchvision.ops import box_iou
     import torch
+    from torchvision.ops import box_iou
 
     matrix = np.zeros((num_classes + 1, num_classes + 1), dtype=np.int64)
     for det, (gt_boxes, gt_classes) in zip(detections, ground_truth):

@@ -13,8 +13,8 @@ from detector.data.dataset import fit_longest_side, fitted_size
 from detector.data.transforms import build_val_pipeline, letterbox_params
 from detector.device import memory_format
 from detector.eval.postprocess import PostProcess
-from detector.types import Detections
 from detector.models.detector import Decoded, Detector
+from detector.types import Detections
 
 
 class Predictor:
@@ -59,5 +59,7 @@ class Predictor:
                 boxes, scores = self.model(x.contiguous(memory_format=self.memory_format))
             boxes, scores = boxes.float(), scores.float()
         letterbox = torch.from_numpy(letterbox_params((h, w), fitted_size(h, w, self.imgsz), self.imgsz))[None]
-        det = self.post(boxes.to(self.device), scores.to(self.device), letterbox.to(self.device), torch.tensor([[h, w]]))[0]
+        det = self.post(
+            boxes.to(self.device), scores.to(self.device), letterbox.to(self.device), torch.tensor([[h, w]])
+        )[0]
         return Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())

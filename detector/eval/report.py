@@ -41,8 +41,10 @@ def check_names(model_names: list[str], data_names: list[str], checkpoint: str) 
 
 def results_table(result: EvalResult, index: SplitIndex) -> Table:
     m = result.scores.metrics
-    table = Table(title=f"mAP50-95 {m['mAP50-95']:.4f}  mAP50 {m['mAP50']:.4f}  mAP75 {m['mAP75']:.4f}  "
-                  f"AR100 {m['AR100']:.4f}", title_justify="left")
+    table = Table(
+        title=f"mAP50-95 {m['mAP50-95']:.4f}  mAP50 {m['mAP50']:.4f}  mAP75 {m['mAP75']:.4f}  AR100 {m['AR100']:.4f}",
+        title_justify="left",
+    )
     for column in ("class", "images", "instances", "AP50-95"):
         table.add_column(column, justify="left" if column == "class" else "right")
     counts = np.bincount(index.classes[~index.crowd], minlength=len(index.names))
@@ -55,7 +57,9 @@ def results_table(result: EvalResult, index: SplitIndex) -> Table:
     return table
 
 
-def write_outputs(run_dir: Path, result: EvalResult, index: SplitIndex, settings: EvalSettings, plots: bool = True) -> None:
+def write_outputs(
+    run_dir: Path, result: EvalResult, index: SplitIndex, settings: EvalSettings, plots: bool = True
+) -> None:
     """``metrics.json``, ``predictions.json``, ``ground_truth.json`` and, with ``plots``, the PR curves,
     the confusion matrix and ``<split>_predictions.png`` (the first 16 images, truth and detections)."""
     metrics = {
@@ -81,7 +85,9 @@ def write_outputs(run_dir: Path, result: EvalResult, index: SplitIndex, settings
         det, (boxes, classes) = result.detections[i], truth[i]
         keep = (det.scores > 0.25).numpy()
         image = draw_boxes(image, boxes, classes, index.names, ghost=True)
-        image = draw_boxes(image, det.boxes.numpy()[keep], det.classes.numpy()[keep], index.names, det.scores.numpy()[keep])
+        image = draw_boxes(
+            image, det.boxes.numpy()[keep], det.classes.numpy()[keep], index.names, det.scores.numpy()[keep]
+        )
         tiles.append(letterboxed(image, 320))
     save_png(run_dir / f"{settings.split}_predictions.png", image_grid(tiles))
 

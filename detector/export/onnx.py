@@ -33,8 +33,15 @@ def export_onnx(
 
     def write(tmp: Path) -> None:
         torch.onnx.export(
-            wrapper, (dummy,), str(tmp), dynamo=False, input_names=["images"], output_names=["boxes", "scores"],
-            opset_version=opset, dynamic_axes=axes, do_constant_folding=True,
+            wrapper,
+            (dummy,),
+            str(tmp),
+            dynamo=False,
+            input_names=["images"],
+            output_names=["boxes", "scores"],
+            opset_version=opset,
+            dynamic_axes=axes,
+            do_constant_folding=True,
         )
         graph = onnx.load(str(tmp))
         for key, value in (("names", json.dumps(list(names))), ("imgsz", str(imgsz)), ("producer", "detector")):

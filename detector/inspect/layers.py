@@ -117,7 +117,9 @@ def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-def conv_transpose_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int, output_padding: int) -> int:
+def conv_transpose_output_size(
+    size: int, kernel: int, stride: int, padding: int, dilation: int, output_padding: int
+) -> int:
     """``(size - 1) s - 2p + d(k - 1) + output_padding + 1``."""
     return (size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
 
@@ -230,8 +232,13 @@ def inspect_layers(
     magnitude at or below which a weight or BatchNorm gamma counts as zero."""
     size = (int(imgsz),) * 2 if isinstance(imgsz, int) else tuple(int(s) for s in imgsz)
     first = next(model.parameters(), None)
-    x = torch.zeros(1, in_channels, *size, device=first.device if first is not None else "cpu",
-                    dtype=first.dtype if first is not None and first.is_floating_point() else torch.float32)
+    x = torch.zeros(
+        1,
+        in_channels,
+        *size,
+        device=first.device if first is not None else "cpu",
+        dtype=first.dtype if first is not None and first.is_floating_point() else torch.float32,
+    )
     order, seen = _observe(model, x)
     names = {m: name for name, m in model.named_modules()}
     convs = order + [m for m in model.modules() if isinstance(m, CONV_TYPES) and m not in order]
@@ -311,5 +318,7 @@ def _find(model: nn.Module, path: str, key: str, convs_only: bool) -> nn.Module:
         return modules[path]
     what = "convolution" if convs_only else "module"
     close = difflib.get_close_matches(path, list(modules), n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(close)}?" if close else f"; {what} paths look like {', '.join(list(modules)[:3])}"
+    hint = (
+        f"; did you mean {', '.join(close)}?" if close else f"; {what} paths look like {', '.join(list(modules)[:3])}"
+    )
     raise ConfigError(f"{key}={path}: the model has no {what} at that path{hint}")

@@ -92,7 +92,9 @@ class _Column:
         return min(natural, 18) if self.fold and folded else natural
 
 
-def fitted_table(title: str, caption: str, columns: list[_Column], width: int, footer: list[str] | None = None) -> Table:
+def fitted_table(
+    title: str, caption: str, columns: list[_Column], width: int, footer: list[str] | None = None
+) -> Table:
     """A table of ``columns`` that fits ``width`` console cells: the least important columns are dropped
     until it does, first keeping module paths on one line (down to ``keep`` 3), then letting them
     wrap. ``footer`` is a last row after a rule (totals)."""
@@ -107,8 +109,16 @@ def fitted_table(title: str, caption: str, columns: list[_Column], width: int, f
             if not candidates:
                 break
             shown.remove(min(candidates, key=lambda i: (columns[i].keep, -i)))
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD,
-                  pad_edge=False, collapse_padding=True, header_style="bold")
+    table = Table(
+        title=title,
+        caption=caption,
+        title_justify="left",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        collapse_padding=True,
+        header_style="bold",
+    )
     for i in shown:
         c = columns[i]
         table.add_column(c.header, justify=c.justify, overflow="fold", no_wrap=not c.fold and c.header != "check")
@@ -124,10 +134,12 @@ def layers_table(report: LayerReport, layers: Sequence[ConvLayer], width: int = 
     """Geometry, cost, shapes, receptive field: one row per conv and a totals row, fitted to ``width``."""
     t = totals(layers)
     input_shape = dims(report.input_shape)
-    caption = (f"{t['convs']} convolution{'s' if t['convs'] != 1 else ''}, "
-               f"{t['params']:,} of the model's {report.params:,} parameters, "
-               f"{t['macs']:,} MACs ({t['gflops']:.2f} GFLOPs) at {input_shape}; "
-               f"{t['shape_mismatches']} output size{'s' if t['shape_mismatches'] != 1 else ''} disagree with the formula")
+    caption = (
+        f"{t['convs']} convolution{'s' if t['convs'] != 1 else ''}, "
+        f"{t['params']:,} of the model's {report.params:,} parameters, "
+        f"{t['macs']:,} MACs ({t['gflops']:.2f} GFLOPs) at {input_shape}; "
+        f"{t['shape_mismatches']} output size{'s' if t['shape_mismatches'] != 1 else ''} disagree with the formula"
+    )
     columns = [
         _Column("#", [str(x.index) for x in layers], keep=2),
         _Column("layer", [x.path for x in layers], justify="left", fold=True),
@@ -148,24 +160,32 @@ def layers_table(report: LayerReport, layers: Sequence[ConvLayer], width: int = 
     return fitted_table(f"convolutions at input {input_shape}", caption, columns, width, footer)
 
 
-def weights_table(layers: Sequence[ConvLayer], changes: dict[str, WeightChange] | None = None, width: int = 200) -> Table:
+def weights_table(
+    layers: Sequence[ConvLayer], changes: dict[str, WeightChange] | None = None, width: int = 200
+) -> Table:
     """Weight statistics per conv (and the relative change against another model when given), fitted to ``width``."""
     t = totals(layers)
-    caption = (f"near zero: |w| <= tol; dead: every weight of the filter near zero; prunable: dead filters and "
-               f"filters whose BatchNorm gamma is near zero ({t['prunable']} of {t['filters']} filters)")
+    caption = (
+        f"near zero: |w| <= tol; dead: every weight of the filter near zero; prunable: dead filters and "
+        f"filters whose BatchNorm gamma is near zero ({t['prunable']} of {t['filters']} filters)"
+    )
     ws = [x.weights for x in layers]
     columns = [
         _Column("#", [str(x.index) for x in layers], keep=2),
         _Column("layer", [x.path for x in layers], justify="left", fold=True),
         _Column("mean", [f"{w.mean:+.3g}" for w in ws], keep=3),
         _Column("std", [f"{w.std:.3g}" for w in ws], keep=4),
-        _Column("filter L2 min/med/max",
-                [f"{w.filter_norm_min:.3g}/{w.filter_norm_median:.3g}/{w.filter_norm_max:.3g}" for w in ws]),
+        _Column(
+            "filter L2 min/med/max",
+            [f"{w.filter_norm_min:.3g}/{w.filter_norm_median:.3g}/{w.filter_norm_max:.3g}" for w in ws],
+        ),
         _Column("near 0", [f"{w.near_zero:.1%}" for w in ws]),
         _Column("dead", [str(w.dead_filters) if w.dead_filters else "-" for w in ws]),
         _Column("gamma~0", ["-" if w.gamma_near_zero is None else f"{w.gamma_near_zero:.1%}" for w in ws], keep=5),
-        _Column("prunable",
-                [f"[yellow]{w.prunable}/{x.out_channels}[/yellow]" if w.prunable else "-" for x, w in zip(layers, ws)]),
+        _Column(
+            "prunable",
+            [f"[yellow]{w.prunable}/{x.out_channels}[/yellow]" if w.prunable else "-" for x, w in zip(layers, ws)],
+        ),
     ]
     if changes is not None:
         columns.append(_Column("rel. change", [change_text(changes.get(x.path)) for x in layers]))
@@ -182,24 +202,46 @@ def change_text(change: WeightChange | None) -> str:
 
 def layer_row(layer: ConvLayer, change: WeightChange | None = None, with_change: bool = False) -> dict[str, Any]:
     """Every field of a record, flat and JSON-ready (tuples as lists; a global receptive field as null)."""
+
     def seq(values: Sequence[Any] | None) -> list[Any] | None:
         return None if values is None else [None if isinstance(v, float) and math.isinf(v) else v for v in values]
 
     w = layer.weights
     row: dict[str, Any] = {
-        "index": layer.index, "path": layer.path, "type": layer.type, "kind": layer.kind,
-        "in_channels": layer.in_channels, "out_channels": layer.out_channels, "kernel": list(layer.kernel),
-        "stride": list(layer.stride), "padding": layer.padding if isinstance(layer.padding, str) else list(layer.padding),
-        "dilation": list(layer.dilation), "output_padding": list(layer.output_padding), "groups": layer.groups,
-        "bias": layer.bias, "params": layer.params, "macs": layer.macs,
-        "input_shape": seq(layer.input_shape), "output_shape": seq(layer.output_shape),
-        "expected_size": seq(layer.expected_size), "shape_ok": layer.shape_ok,
-        "receptive_field": seq(layer.receptive_field), "receptive_field_global": bool(layer.receptive_field)
-        and any(math.isinf(v) for v in layer.receptive_field), "jump": seq(layer.jump),
-        "norm": layer.norm, "norm_path": layer.norm_path, "calls": layer.calls,
-        "weight_mean": w.mean, "weight_std": w.std, "filter_norm_min": w.filter_norm_min,
-        "filter_norm_median": w.filter_norm_median, "filter_norm_max": w.filter_norm_max, "near_zero": w.near_zero,
-        "dead_filters": w.dead_filters, "gamma_near_zero": w.gamma_near_zero, "prunable": w.prunable,
+        "index": layer.index,
+        "path": layer.path,
+        "type": layer.type,
+        "kind": layer.kind,
+        "in_channels": layer.in_channels,
+        "out_channels": layer.out_channels,
+        "kernel": list(layer.kernel),
+        "stride": list(layer.stride),
+        "padding": layer.padding if isinstance(layer.padding, str) else list(layer.padding),
+        "dilation": list(layer.dilation),
+        "output_padding": list(layer.output_padding),
+        "groups": layer.groups,
+        "bias": layer.bias,
+        "params": layer.params,
+        "macs": layer.macs,
+        "input_shape": seq(layer.input_shape),
+        "output_shape": seq(layer.output_shape),
+        "expected_size": seq(layer.expected_size),
+        "shape_ok": layer.shape_ok,
+        "receptive_field": seq(layer.receptive_field),
+        "receptive_field_global": bool(layer.receptive_field) and any(math.isinf(v) for v in layer.receptive_field),
+        "jump": seq(layer.jump),
+        "norm": layer.norm,
+        "norm_path": layer.norm_path,
+        "calls": layer.calls,
+        "weight_mean": w.mean,
+        "weight_std": w.std,
+        "filter_norm_min": w.filter_norm_min,
+        "filter_norm_median": w.filter_norm_median,
+        "filter_norm_max": w.filter_norm_max,
+        "near_zero": w.near_zero,
+        "dead_filters": w.dead_filters,
+        "gamma_near_zero": w.gamma_near_zero,
+        "prunable": w.prunable,
     }
     if with_change:
         row["relative_change"] = change.relative_change if change else None
@@ -219,7 +261,9 @@ def _flat(value: Any) -> str:
     return str(value)
 
 
-def render(fmt: str, report: LayerReport, layers: Sequence[ConvLayer], changes: Sequence[WeightChange] | None = None) -> str:
+def render(
+    fmt: str, report: LayerReport, layers: Sequence[ConvLayer], changes: Sequence[WeightChange] | None = None
+) -> str:
     """The records as ``csv``, ``json`` or ``markdown`` text, every field of every layer, with totals."""
     by_path = {c.path: c for c in changes} if changes is not None else {}
     rows = [layer_row(layer, by_path.get(layer.path), changes is not None) for layer in layers]
@@ -238,9 +282,11 @@ def render(fmt: str, report: LayerReport, layers: Sequence[ConvLayer], changes: 
         writer.writerows([_flat(row[k]) for k in header] for row in rows)
         return buffer.getvalue()
     if fmt == "markdown":
-        summary = (f"Convolutions at input {dims(report.input_shape)}: {t['convs']}, {t['params']:,} parameters "
-                   f"(model: {report.params:,}), {t['macs']:,} MACs ({t['gflops']:.3f} GFLOPs), "
-                   f"{t['shape_mismatches']} output sizes disagree with the formula.")
+        summary = (
+            f"Convolutions at input {dims(report.input_shape)}: {t['convs']}, {t['params']:,} parameters "
+            f"(model: {report.params:,}), {t['macs']:,} MACs ({t['gflops']:.3f} GFLOPs), "
+            f"{t['shape_mismatches']} output sizes disagree with the formula."
+        )
         lines = [summary, "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
         lines += ["| " + " | ".join(_flat(row[k]) for k in header) + " |" for row in rows]
         if only_other:

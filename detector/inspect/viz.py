@@ -42,7 +42,11 @@ def _planes(conv: nn.Module) -> Tensor:
     if isinstance(conv, (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         g = conv.groups
         c_in, out_per_group, *kernel = w.shape
-        w = w.reshape(g, c_in // g, out_per_group, *kernel).transpose(1, 2).reshape(g * out_per_group, c_in // g, *kernel)
+        w = (
+            w.reshape(g, c_in // g, out_per_group, *kernel)
+            .transpose(1, 2)
+            .reshape(g * out_per_group, c_in // g, *kernel)
+        )
     if w.dim() == 3:
         w = w[:, :, None, :]  # [O, I, 1, k]
     elif w.dim() == 5:
@@ -119,6 +123,7 @@ def feature_maps(model: nn.Module, x: Tensor, paths: Sequence[str]) -> dict[str,
     captured: dict[str, Tensor] = {}
     handles = []
     for path in paths:
+
         def keep(module: nn.Module, args: object, output: object, path: str = path) -> None:
             if isinstance(output, Tensor) and path not in captured:
                 captured[path] = output[0].detach().float().cpu()
@@ -137,6 +142,7 @@ def feature_maps(model: nn.Module, x: Tensor, paths: Sequence[str]) -> dict[str,
         if path not in captured:
             raise ConfigError(f"feature_maps: {path} did not output one tensor in the forward pass")
         if captured[path].dim() != 3:
-            raise ConfigError(f"feature_maps: {path} outputs {tuple(captured[path].shape)} per image, not a [C, H, W] map")
+            raise ConfigError(
+                f"feature_maps: {path} outputs {tuple(captured[path].shape)} per image, not a [C, H, W] map"
+            )
     return captured
-

@@ -89,11 +89,15 @@ def _torch_module_class(name: str) -> type[nn.Module] | None:
 def globals_in(path: Path) -> list[str]:
     """Every global the checkpoint's pickle refers to beyond what ``weights_only`` allows (nothing runs)."""
     if not zipfile.is_zipfile(path):
-        raise ConfigError(f"{path}: not a PyTorch zip checkpoint (legacy or raw pickles are refused: they cannot be checked)")
+        raise ConfigError(
+            f"{path}: not a PyTorch zip checkpoint (legacy or raw pickles are refused: they cannot be checked)"
+        )
     try:
         return sorted(torch.serialization.get_unsafe_globals_in_checkpoint(path))
     except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError) as err:
-        raise ConfigError(f"{path}: unreadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})") from err
+        raise ConfigError(
+            f"{path}: unreadable checkpoint ({type(err).__name__}: {str(err).splitlines()[0][:200]})"
+        ) from err
 
 
 def safe_load(path: str | Path, foreign: tuple[str, ...]) -> Any:

@@ -71,7 +71,9 @@ def read(path: str | Path) -> UltralyticsCheckpoint:
     if not isinstance(model, ForeignModule) or not model.foreign_name.startswith("ultralytics."):
         raise ConfigError(f"{path}: holds no Ultralytics model (no 'model' or 'ema' entry)")
     if _class_name(model) != "DetectionModel":
-        raise ConfigError(f"{path}: an Ultralytics {_class_name(model)}; only detection models (YOLOv8, YOLO11) can be imported")
+        raise ConfigError(
+            f"{path}: an Ultralytics {_class_name(model)}; only detection models (YOLOv8, YOLO11) can be imported"
+        )
     layers = getattr(model, "_modules", {}).get("model")
     if layers is None:
         raise ConfigError(f"{path}: the Ultralytics model has no layer list ('model')")
@@ -85,15 +87,19 @@ def read(path: str | Path) -> UltralyticsCheckpoint:
             )
         family = family or _FAMILY_MARKS.get(kind)
     if family is None:
-        raise ConfigError(f"{path}: neither C2f (YOLOv8) nor C3k2 (YOLO11) layers: an architecture we have no config for")
+        raise ConfigError(
+            f"{path}: neither C2f (YOLOv8) nor C3k2 (YOLO11) layers: an architecture we have no config for"
+        )
     state = {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     stem = state.get("model.0.conv.weight")
     yaml = dict(getattr(model, "yaml", None) or {})
     # The scale letter (which also decides YOLO11's C3k blocks) from the yaml, else from the stem width.
     scale = yaml.get("scale") or (_SCALE_BY_STEM.get(int(stem.shape[0])) if stem is not None else None)
     if scale not in _SCALE_BY_STEM.values():
-        raise ConfigError(f"{path}: cannot tell the model's scale (yaml scale {yaml.get('scale')!r}, stem width "
-                          f"{None if stem is None else stem.shape[0]}): not one of {family}n/s/m/l/x")
+        raise ConfigError(
+            f"{path}: cannot tell the model's scale (yaml scale {yaml.get('scale')!r}, stem width "
+            f"{None if stem is None else stem.shape[0]}): not one of {family}n/s/m/l/x"
+        )
     detect = layers[-1]
     num_classes = int(getattr(detect, "nc", yaml.get("nc", 0)))
     names = _names(getattr(model, "names", None), num_classes, path)
@@ -126,8 +132,10 @@ def to_detector(checkpoint: UltralyticsCheckpoint) -> Detector:
     if len(ours) != len(checkpoint.state_dict):
         extra = list(checkpoint.state_dict)[len(ours)] if len(checkpoint.state_dict) > len(ours) else None
         if extra is not None:
-            raise ConfigError(f"{checkpoint.path}: cannot place module {extra.rsplit('.', 1)[0]}: "
-                              f"{checkpoint.model_name} has no tensor left for {extra}")
+            raise ConfigError(
+                f"{checkpoint.path}: cannot place module {extra.rsplit('.', 1)[0]}: "
+                f"{checkpoint.model_name} has no tensor left for {extra}"
+            )
     mapped = {}
     for (name, target), (key, tensor) in zip(ours.items(), checkpoint.state_dict.items(), strict=False):
         if target.shape != tensor.shape:

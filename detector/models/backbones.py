@@ -14,8 +14,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from torchvision.models import get_model_weights
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from detector.types import CSPVariant
 from detector.models.blocks import C2PSA, SPPF, C2f, C3k2, ConvBNAct, scale_channels, scale_depth
+from detector.types import CSPVariant
 
 
 class CSPDarknet(nn.Module):
@@ -60,7 +60,12 @@ class CSPDarknet(nn.Module):
                 c_prev = ch(c_block)
         else:
             # (down conv, block, repeats, c3k, expansion); the reference forces c3k on the last two
-            plan11 = [(128, 256, 2, c3k, 0.25), (256, 512, 2, c3k, 0.25), (512, 512, 2, True, 0.5), (1024, 1024, 2, True, 0.5)]
+            plan11 = [
+                (128, 256, 2, c3k, 0.25),
+                (256, 512, 2, c3k, 0.25),
+                (512, 512, 2, True, 0.5),
+                (1024, 1024, 2, True, 0.5),
+            ]
             for i, (c_down, c_block, repeats, use_c3k, e) in enumerate(plan11):
                 layers = [
                     ConvBNAct(c_prev, ch(c_down), 3, 2),
@@ -117,7 +122,9 @@ class TorchvisionBackbone(nn.Module):
             network = arch(weights=weights)
         except (KeyError, ValueError) as err:
             names = ["DEFAULT", *(w.name for w in get_model_weights(builder))]
-            raise ValueError(f"unknown weights {weights!r} for torchvision {arch_name}; choose one of {names} or null") from err
+            raise ValueError(
+                f"unknown weights {weights!r} for torchvision {arch_name}; choose one of {names} or null"
+            ) from err
         except OSError as err:  # urllib's URLError is an OSError: offline, proxy, or a missing file
             raise RuntimeError(
                 f"could not fetch torchvision weights {weights!r} for {arch_name} ({err}). Without network, place the "

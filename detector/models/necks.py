@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from detector.types import CSPVariant
 from detector.models.blocks import C2f, C3k2, ConvBNAct, make_divisible, scale_channels, scale_depth
+from detector.types import CSPVariant
 
 
 def _check_levels(kind: str, in_channels: Sequence[int], strides: Sequence[int]) -> None:
@@ -86,5 +86,7 @@ class FPN(nn.Module):
     def forward(self, feats: list[Tensor]) -> list[Tensor]:
         laterals = [conv(f) for conv, f in zip(self.lateral, feats)]
         for i in range(len(laterals) - 1, 0, -1):  # coarse to fine
-            laterals[i - 1] = laterals[i - 1] + F.interpolate(laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest")
+            laterals[i - 1] = laterals[i - 1] + F.interpolate(
+                laterals[i], size=laterals[i - 1].shape[-2:], mode="nearest"
+            )
         return [conv(x) for conv, x in zip(self.smooth, laterals)]

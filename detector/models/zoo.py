@@ -7,8 +7,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from detector.errors import ConfigError
 from detector.config import compose, describe_error, instantiate_node, validate
+from detector.errors import ConfigError
 from detector.models.detector import Detector
 
 COMPONENT_GROUPS = ("backbone", "neck", "head")

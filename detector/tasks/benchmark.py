@@ -27,18 +27,18 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from detector.errors import ConfigError
+from detector.checkpoint import save_checkpoint
 from detector.config import compose, instantiate_node
 from detector.data.build import build_source, load_split
 from detector.data.sources import YoloSource
 from detector.device import autocast_dtype, cpu_has_native_bf16, select_device
+from detector.errors import ConfigError
 from detector.eval.postprocess import PostProcess
-from detector.tools.benchmark import measure as bench
-from detector.tools.benchmark.measure import Clock, Figure, alternate
+from detector.interop.weights import load_weights
 from detector.models import build_model
 from detector.runs import make_run_dir, write_text_atomic
-from detector.checkpoint import save_checkpoint
-from detector.interop.weights import load_weights
+from detector.tools.benchmark import measure as bench
+from detector.tools.benchmark.measure import Clock, Figure, alternate
 
 PARTS = ("train_step", "loader", "predict", "val")
 GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}  # the loss gains of train.yaml (they do not change the work)
@@ -74,7 +74,9 @@ def run(cfg: DictConfig) -> Path:
     parts = [str(getattr(p, "value", p)) for p in cfg.parts]
     source = build_source(cfg.data)
     if not isinstance(source, YoloSource) or not Path(source.where).is_file():
-        raise ConfigError("the benchmark needs a dataset with an Ultralytics data.yaml (data=shapes, or data=yolo data.file=...)")
+        raise ConfigError(
+            "the benchmark needs a dataset with an Ultralytics data.yaml (data=shapes, or data=yolo data.file=...)"
+        )
     try:
         import ultralytics  # noqa: F401  (before anything is measured: its process-wide settings apply to both sides)
     except ImportError as err:
@@ -205,21 +207,43 @@ def measure_train_step(ctx: Context, device: torch.device, our_dtype: torch.dtyp
     decay = float(ctx.cfg.optim.weight_decay)
     name, nc = str(ctx.cfg.arch), len(ctx.names)
     dtype = autocast_dtype(device, None if c.amp else False)  # our loop's default: CUDA only; given to both sides
-    ours = bench.our_train_step(bench.our_model(name, nc, ctx.weights), images, targets, device, make_optimizer, decay,
-                                GAINS, our_dtype or dtype)
-    theirs = bench.ultralytics_train_step(bench.ultralytics_twin(name, nc, ctx.weights), images, targets, device,
-                                          make_optimizer, decay, GAINS, dtype)
+    ours = bench.our_train_step(
+        bench.our_model(name, nc, ctx.weights),
+        images,
+        targets,
+        device,
+        make_optimizer,
+        decay,
+        GAINS,
+        our_dtype or dtype,
+    )
+    theirs = bench.ultralytics_train_step(
+        bench.ultralytics_twin(name, nc, ctx.weights), images, targets, device, make_optimizer, decay, GAINS, dtype
+    )
     clock = Clock(device)
-    results = ctx.alternate(lambda: bench.throughput(ours, c.steps, batch, clock),
-                            lambda: bench.throughput(theirs, c.steps, batch, clock))
+    results = ctx.alternate(
+        lambda: bench.throughput(ours, c.steps, batch, clock), lambda: bench.throughput(theirs, c.steps, batch, clock)
+    )
     return Figure(
-        "train_step", device_label(device, our_dtype),
+        "train_step",
+        device_label(device, our_dtype),
         f"training step: forward, loss, backward, clipping, optimizer step, EMA ({name}, imgsz {c.imgsz}, batch {batch})",
-        "images/s", "higher", results["ours"], results["ultralytics"],
-        settings={"imgsz": c.imgsz, "batch": batch, "steps_per_repeat": c.steps, "targets": len(targets.classes),
-                  "optimizer": OmegaConf.to_container(ctx.cfg.optim, resolve=True), "loss_gains": GAINS,
-                  "autocast": {"ours": str(our_dtype or dtype or "off (float32)"),
-                               "ultralytics": str(dtype or "off (float32)")}},
+        "images/s",
+        "higher",
+        results["ours"],
+        results["ultralytics"],
+        settings={
+            "imgsz": c.imgsz,
+            "batch": batch,
+            "steps_per_repeat": c.steps,
+            "targets": len(targets.classes),
+            "optimizer": OmegaConf.to_container(ctx.cfg.optim, resolve=True),
+            "loss_gains": GAINS,
+            "autocast": {
+                "ours": str(our_dtype or dtype or "off (float32)"),
+                "ultralytics": str(dtype or "off (float32)"),
+            },
+        },
     )
 
 
@@ -239,11 +263,21 @@ def measure_loader(ctx: Context, device: torch.device) -> Figure:
 
     results = ctx.alternate(measure("ours"), measure("ultralytics"))
     return Figure(
-        "loader", "cpu",
+        "loader",
+        "cpu",
         f"training loader, full augmentation (imgsz {c.imgsz}, batch {c.batch}, {c.workers} workers)",
-        "images/s", "higher", results["ours"], results["ultralytics"],
-        settings={"imgsz": c.imgsz, "batch": c.batch, "workers": c.workers, "batches_per_repeat": c.batches,
-                  "warmup_batches": c.warmup, "images": len(index)},
+        "images/s",
+        "higher",
+        results["ours"],
+        results["ultralytics"],
+        settings={
+            "imgsz": c.imgsz,
+            "batch": c.batch,
+            "workers": c.workers,
+            "batches_per_repeat": c.batches,
+            "warmup_batches": c.warmup,
+            "images": len(index),
+        },
     )
 
 
@@ -259,15 +293,27 @@ def measure_predict(ctx: Context, device: torch.device, our_dtype: torch.dtype |
     yolo = bench.yolo_with(str(ctx.cfg.arch), len(ctx.names), ctx.names, ctx.weights)
     theirs = bench.ultralytics_predict(yolo, device, c.imgsz, post, ctx.run_dir / "ultralytics" / "predict")
     clock = Clock(device)
-    results = ctx.alternate(lambda: bench.latency_ms(lambda: ours(rgb), c.calls, clock),
-                            lambda: bench.latency_ms(lambda: theirs(bgr), c.calls, clock))
+    results = ctx.alternate(
+        lambda: bench.latency_ms(lambda: ours(rgb), c.calls, clock),
+        lambda: bench.latency_ms(lambda: theirs(bgr), c.calls, clock),
+    )
     detections = {"ours": bench.detections_count(ours(rgb)), "ultralytics": bench.detections_count(theirs(bgr))}
     return Figure(
-        "predict", device_label(device, our_dtype),
+        "predict",
+        device_label(device, our_dtype),
         f"prediction latency of one {rgb.shape[1]}x{rgb.shape[0]} image: letterbox, fused forward, NMS (imgsz {c.imgsz})",
-        "ms", "lower", results["ours"], results["ultralytics"],
-        settings={"image": str(path), "imgsz": c.imgsz, "calls_per_repeat": c.calls, "conf": c.conf, "iou": c.iou,
-                  "max_det": c.max_det},
+        "ms",
+        "lower",
+        results["ours"],
+        results["ultralytics"],
+        settings={
+            "image": str(path),
+            "imgsz": c.imgsz,
+            "calls_per_repeat": c.calls,
+            "conf": c.conf,
+            "iou": c.iou,
+            "max_det": c.max_det,
+        },
         notes={"detections": detections},
     )
 
@@ -275,15 +321,19 @@ def measure_predict(ctx: Context, device: torch.device, our_dtype: torch.dtype |
 def measure_val(ctx: Context, device: torch.device, our_dtype: torch.dtype | None = None) -> Figure:
     c = ctx.cfg.val
     batch = c.batch_cuda if device.type == "cuda" else c.batch
-    workers = c.workers if device.type == "cuda" else 0  # Ultralytics' validator uses none on a CPU, whatever it is given
+    workers = (
+        c.workers if device.type == "cuda" else 0
+    )  # Ultralytics' validator uses none on a CPU, whatever it is given
     name, nc = str(ctx.cfg.arch), len(ctx.names)
     post = PostProcess(conf=c.conf, iou=c.iou, max_det=c.max_det)
     index = ctx.index(c.split)
-    ours = bench.our_validation(bench.our_model(name, nc, ctx.weights), ctx.source, c.split, c.imgsz, batch, workers,
-                                post, device, our_dtype)
+    ours = bench.our_validation(
+        bench.our_model(name, nc, ctx.weights), ctx.source, c.split, c.imgsz, batch, workers, post, device, our_dtype
+    )
     yolo = bench.yolo_with(name, nc, ctx.names, ctx.weights)
-    theirs = bench.ultralytics_validation(yolo, ctx.source.where, c.split, c.imgsz, batch, workers, post, device,
-                                          ctx.run_dir / "ultralytics" / "val")
+    theirs = bench.ultralytics_validation(
+        yolo, ctx.source.where, c.split, c.imgsz, batch, workers, post, device, ctx.run_dir / "ultralytics" / "val"
+    )
     clock = Clock(device)
     metrics: dict[str, dict[str, float]] = {}
 
@@ -297,11 +347,23 @@ def measure_val(ctx: Context, device: torch.device, our_dtype: torch.dtype | Non
 
     results = ctx.alternate(timed("ours", ours), timed("ultralytics", theirs))
     return Figure(
-        "val", device_label(device, our_dtype),
+        "val",
+        device_label(device, our_dtype),
         f"validation of the '{c.split}' split, {len(index)} images: data, inference, NMS, metrics (imgsz {c.imgsz}, batch {batch})",
-        "s", "lower", results["ours"], results["ultralytics"],
-        settings={"split": c.split, "images": len(index), "imgsz": c.imgsz, "batch": batch, "workers": workers,
-                  "conf": c.conf, "iou": c.iou, "max_det": c.max_det},
+        "s",
+        "lower",
+        results["ours"],
+        results["ultralytics"],
+        settings={
+            "split": c.split,
+            "images": len(index),
+            "imgsz": c.imgsz,
+            "batch": batch,
+            "workers": workers,
+            "conf": c.conf,
+            "iou": c.iou,
+            "max_det": c.max_det,
+        },
         notes={"metrics": metrics},
     )
 
@@ -343,16 +405,20 @@ class Report:
         self.start = time.perf_counter()
         self.header = {
             "ratio_is": "ours / ultralytics, for every figure: above 1 means ours is faster for images/s, "
-                        "below 1 means ours is faster for ms and s",
+            "below 1 means ours is faster for ms and s",
             "weights": weights,
             "arch": str(cfg.arch),
             "data": data,
             "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "settings": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
             "torch_threads": threads,
-            "versions": {"detector": detector.__version__, "torch": torch.__version__,
-                         "ultralytics": ultralytics.__version__, "python": platform.python_version(),
-                         "opencv": cv2.__version__},
+            "versions": {
+                "detector": detector.__version__,
+                "torch": torch.__version__,
+                "ultralytics": ultralytics.__version__,
+                "python": platform.python_version(),
+                "opencv": cv2.__version__,
+            },
             "machine": machine(),
         }
         self.load_at_start = load_average()
@@ -365,8 +431,12 @@ class Report:
             "figures": [f.to_json() for f in self.figures],
             **rest,
             "seconds": round(time.perf_counter() - self.start, 1),
-            "load_average": {"at_start": self.load_at_start, "now": load_average(),
-                             "cpus": os.cpu_count(), "note": "1, 5 and 15 minute averages of runnable processes"},
+            "load_average": {
+                "at_start": self.load_at_start,
+                "now": load_average(),
+                "cpus": os.cpu_count(),
+                "note": "1, 5 and 15 minute averages of runnable processes",
+            },
         }
         write_text_atomic(self.path, json.dumps(content, indent=2) + "\n")
 
@@ -397,21 +467,45 @@ def load_average() -> list[float] | None:
 
 
 def results_table(figures: list[Figure], model: str, weights: str) -> Table:
-    caption = ("ours / ultralytics is the ratio of the medians: for images/s above 1 means ours is faster, "
-               "for ms and s below 1 means ours is faster")
-    table = Table(title=f"ours vs Ultralytics: {model}, {weights}", caption=caption, box=box.SIMPLE_HEAD,
-                  pad_edge=False, padding=(0, 1), collapse_padding=True)
+    caption = (
+        "ours / ultralytics is the ratio of the medians: for images/s above 1 means ours is faster, "
+        "for ms and s below 1 means ours is faster"
+    )
+    table = Table(
+        title=f"ours vs Ultralytics: {model}, {weights}",
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
     for column in ("measurement", "device", "unit", "ours", "ultralytics", "ours /\nultralytics", "goal", "met"):
         table.add_column(column, justify="left" if column in ("measurement", "device", "unit") else "right")
     labels = {"train_step": "train step", "loader": "loader", "predict": "predict", "val": "val"}
     for f in figures:
         m = f.medians
         op, bound = f.goal
-        table.add_row(labels[f.part], f.device, f.unit, number(m["ours"]), number(m["ultralytics"]), f"{f.ratio:.2f}",
-                      f"{op} {bound:.2f}", "[green]yes[/green]" if f.met else "[red]no[/red]")
+        table.add_row(
+            labels[f.part],
+            f.device,
+            f.unit,
+            number(m["ours"]),
+            number(m["ultralytics"]),
+            f"{f.ratio:.2f}",
+            f"{op} {bound:.2f}",
+            "[green]yes[/green]" if f.met else "[red]no[/red]",
+        )
     return table
 
 
 def number(value: float) -> str:
     """Three significant digits or more, no exponent: 0.123, 1.23, 12.3, 123, 1234."""
-    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.2f}" if value >= 1 else f"{value:.3f}"
+    return (
+        f"{value:.0f}"
+        if value >= 100
+        else f"{value:.1f}"
+        if value >= 10
+        else f"{value:.2f}"
+        if value >= 1
+        else f"{value:.3f}"
+    )

@@ -16,14 +16,16 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from detector.errors import ConfigError
 from detector.config.schemas import CompareConfig
 from detector.data.build import build_source, load_split, val_dataset
-from detector.data.loader import build_loader
 from detector.data.index import SplitIndex
+from detector.data.loader import build_loader
 from detector.device import select_device
+from detector.errors import ConfigError
 from detector.eval.coco import evaluate
 from detector.eval.postprocess import PostProcess
+from detector.models.summary import summary
+from detector.runs import make_run_dir, write_text_atomic
 from detector.tools.compare import contenders as cmp
 from detector.tools.compare.headtohead import (
     Recipe,
@@ -36,9 +38,6 @@ from detector.tools.compare.headtohead import (
     ultralytics_amp,
     ultralytics_train_args,
 )
-from detector.models.summary import summary
-from detector.runs import make_run_dir, write_text_atomic
-
 
 Settings = CompareConfig  # how every model is evaluated and timed: the typed compare config itself
 
@@ -49,8 +48,10 @@ def run(cfg: DictConfig) -> Path:
     settings: Settings = OmegaConf.to_object(cfg)
     mode = str(getattr(cfg.mode, "value", cfg.mode))
     if mode == "eval" and not cfg.models:
-        raise ConfigError("models is empty: give models=[PATH_OR_NAME,...] (our .pt, an Ultralytics .pt, "
-                          "an Ultralytics YAML name such as yolov8n.yaml, or one of our model configs)")
+        raise ConfigError(
+            "models is empty: give models=[PATH_OR_NAME,...] (our .pt, an Ultralytics .pt, "
+            "an Ultralytics YAML name such as yolov8n.yaml, or one of our model configs)"
+        )
     recipe: Recipe | None = settings.recipe if mode == "train" else None
     model_yaml = check_recipe_model(recipe) if recipe is not None else ""
     names = list(cfg.data.names)
@@ -82,15 +83,33 @@ def run(cfg: DictConfig) -> Path:
     return run_dir
 
 
-def train_both(recipe: Recipe, model_yaml: str, data: DictConfig, imgsz: int, device_spec: str,
-               device: torch.device, data_yaml: Path, run_dir: Path, console: Console) -> dict[str, TrainedRun]:
+def train_both(
+    recipe: Recipe,
+    model_yaml: str,
+    data: DictConfig,
+    imgsz: int,
+    device_spec: str,
+    device: torch.device,
+    data_yaml: Path,
+    run_dir: Path,
+    console: Console,
+) -> dict[str, TrainedRun]:
     """Train ours, then Ultralytics', with ``recipe``; their ``best.pt`` paths, ours first."""
     workers = recipe.workers  # Ultralytics' trainer itself turns this to 0 on a CPU
     train_cfg = our_train_config(recipe, data, imgsz, device_spec, workers, run_dir)
-    console.print(f"[bold]training ours[/bold] ({recipe.model}, {recipe.epochs} epochs) -> {run_dir / 'train' / 'ours'}")
+    console.print(
+        f"[bold]training ours[/bold] ({recipe.model}, {recipe.epochs} epochs) -> {run_dir / 'train' / 'ours'}"
+    )
     ours = train_ours(train_cfg)
-    args = ultralytics_train_args(recipe, data_yaml, imgsz, cmp.ultralytics_device(device),
-                                  ultralytics_amp(recipe, device), workers, run_dir / "train")
+    args = ultralytics_train_args(
+        recipe,
+        data_yaml,
+        imgsz,
+        cmp.ultralytics_device(device),
+        ultralytics_amp(recipe, device),
+        workers,
+        run_dir / "train",
+    )
     console.print(f"[bold]training Ultralytics'[/bold] ({model_yaml}) -> {run_dir / 'train' / 'ultralytics'}")
     theirs = train_ultralytics(model_yaml, args, device)
     return {str(ours.weights): ours, str(theirs.weights): theirs}
@@ -124,16 +143,27 @@ def compare_models(
         scored = model if keep is None else cmp.restrict_classes(model, keep)
         result = evaluate(scored, index, dataset, post, device, settings.batch, settings.workers)
         info = summary(c.model, settings.imgsz)
-        latency = cmp.median_latency_ms(cmp.ours_step(model, x, post, letterbox, orig_sizes), device,
-                                        settings.latency_warmup, settings.latency_repeats)
+        latency = cmp.median_latency_ms(
+            cmp.ours_step(model, x, post, letterbox, orig_sizes),
+            device,
+            settings.latency_warmup,
+            settings.latency_repeats,
+        )
         notes = list(c.notes)
         if keep is not None:
-            notes.append(f"classes matched by name: {len(keep)} of the model's {len(c.names)}; detections of the "
-                         "others dropped before NMS; params, GFLOPs and latency are of the whole model")
+            notes.append(
+                f"classes matched by name: {len(keep)} of the model's {len(c.names)}; detections of the "
+                "others dropped before NMS; params, GFLOPs and latency are of the whole model"
+            )
         metrics: dict[str, Any] = {
-            "model": c.label, "kind": c.kind, "our_evaluator": result.scores.metrics,
-            "per_class_AP50-95": result.scores.per_class, "params": info["params"], "gflops": info["gflops"],
-            "latency_ms": latency, "speed_ms_per_image": result.speed,
+            "model": c.label,
+            "kind": c.kind,
+            "our_evaluator": result.scores.metrics,
+            "per_class_AP50-95": result.scores.per_class,
+            "params": info["params"],
+            "gflops": info["gflops"],
+            "latency_ms": latency,
+            "speed_ms_per_image": result.speed,
             "class_map": None if keep is None else {n: c.names[k] for n, k in zip(data_names, keep)},
         }
         their_latency = their_map = their_map50 = None
@@ -141,8 +171,11 @@ def compare_models(
             theirs = c.ultralytics.to(device).eval()
             metrics["parity"] = cmp.parity(model, theirs, x)
             their_latency = cmp.median_latency_ms(
-                cmp.ultralytics_step(theirs, x, settings.conf, settings.iou, settings.max_det, orig), device,
-                settings.latency_warmup, settings.latency_repeats)
+                cmp.ultralytics_step(theirs, x, settings.conf, settings.iou, settings.max_det, orig),
+                device,
+                settings.latency_warmup,
+                settings.latency_repeats,
+            )
             metrics["ultralytics_latency_ms"] = their_latency
             if not settings.ultralytics_val:
                 notes.append("Ultralytics' validator not run (ultralytics_val=false)")
@@ -151,24 +184,42 @@ def compare_models(
             else:
                 validated = theirs if keep is None else cmp.restrict_ultralytics_classes(theirs, keep, data_names)
                 if validated is None:
-                    notes.append("Ultralytics' validator not run: its head could not be restricted to the data's classes")
+                    notes.append(
+                        "Ultralytics' validator not run: its head could not be restricted to the data's classes"
+                    )
                 else:
                     their = cmp.ultralytics_validate(
-                        validated, data_yaml, settings.split, settings.imgsz, settings.batch, settings.conf,
-                        settings.iou, settings.max_det, device, folder / "ultralytics_val",
-                        settings.ultralytics_rect)
+                        validated,
+                        data_yaml,
+                        settings.split,
+                        settings.imgsz,
+                        settings.batch,
+                        settings.conf,
+                        settings.iou,
+                        settings.max_det,
+                        device,
+                        folder / "ultralytics_val",
+                        settings.ultralytics_rect,
+                    )
                     metrics["ultralytics_validator"] = their
                     their_map, their_map50 = their["mAP50-95"], their["mAP50"]
                     if keep is not None:
-                        notes.append("Ultralytics' validator ran on their module restricted to the data's classes "
-                                     "the same way (it matches classes by index, not by name)")
+                        notes.append(
+                            "Ultralytics' validator ran on their module restricted to the data's classes "
+                            "the same way (it matches classes by index, not by name)"
+                        )
         run = trained.get(c.label)
         row = {
-            "model": c.label, "kind": c.kind, "classes": len(data_names) if keep is None
-            else f"{len(data_names)} of {len(c.names)}",
-            "mAP50-95": result.scores.metrics["mAP50-95"], "mAP50": result.scores.metrics["mAP50"],
-            "ultralytics_mAP50-95": their_map, "ultralytics_mAP50": their_map50,
-            "params": info["params"], "gflops": info["gflops"], "latency_ms": latency,
+            "model": c.label,
+            "kind": c.kind,
+            "classes": len(data_names) if keep is None else f"{len(data_names)} of {len(c.names)}",
+            "mAP50-95": result.scores.metrics["mAP50-95"],
+            "mAP50": result.scores.metrics["mAP50"],
+            "ultralytics_mAP50-95": their_map,
+            "ultralytics_mAP50": their_map50,
+            "params": info["params"],
+            "gflops": info["gflops"],
+            "latency_ms": latency,
             "ultralytics_latency_ms": their_latency,
             "train_images_per_s": None if run is None else run.images_per_s,
             "train_time_s": None if run is None else run.train_time_s,
@@ -176,9 +227,14 @@ def compare_models(
             "notes": "; ".join(notes),
         }
         if run is not None:
-            metrics["training"] = {"run_dir": str(run.run_dir), "epochs": run.epochs, "train_images": run.train_images,
-                                   "train_time_s": run.train_time_s, "images_per_s": run.images_per_s,
-                                   "wall_time_s": run.wall_time_s}
+            metrics["training"] = {
+                "run_dir": str(run.run_dir),
+                "epochs": run.epochs,
+                "train_images": run.train_images,
+                "train_time_s": run.train_time_s,
+                "images_per_s": run.images_per_s,
+                "wall_time_s": run.wall_time_s,
+            }
         cmp.write_model_outputs(folder, metrics, result.predictions)
         rows.append(row)
         c.model.cpu()
@@ -187,25 +243,37 @@ def compare_models(
     return rows
 
 
-def write_reports(run_dir: Path, title: str, rows: list[dict[str, Any]], settings: Settings, source: Any,
-                  index: SplitIndex, device: torch.device, cfg: DictConfig, notes: list[str],
-                  data_yaml: Path | None) -> None:
+def write_reports(
+    run_dir: Path,
+    title: str,
+    rows: list[dict[str, Any]],
+    settings: Settings,
+    source: Any,
+    index: SplitIndex,
+    device: torch.device,
+    cfg: DictConfig,
+    notes: list[str],
+    data_yaml: Path | None,
+) -> None:
     versions = f"torch {torch.__version__}"
     if any(r["kind"].startswith("ultralytics") for r in rows):
         versions += f", ultralytics {cmp.ultralytics_versions()}"
     shared = {
         "data": f"{cmp.data_where(source, settings.split)} ({settings.split}: {len(index)} images, {index.instances} instances, "
-                f"{len(index.names)} classes)",
+        f"{len(index.names)} classes)",
         "letterbox": f"longest side resized to {settings.imgsz}, padded to {settings.imgsz} x {settings.imgsz} "
-                     "(centred, grey 114)",
+        "(centred, grey 114)",
         "post-processing": f"conf {settings.conf}, IoU {settings.iou} (class-aware NMS, every class above conf "
-                           f"a candidate), max_det {settings.max_det}",
+        f"a candidate), max_det {settings.max_det}",
         "evaluation batch": settings.batch,
         "latency": f"batch 1 on {device} ({_device_name(device)}), fused, forward + decoding + NMS, median of "
-                   f"{settings.latency_repeats} after {settings.latency_warmup} warm-up runs, the split's first image",
-        "Ultralytics' validator": ("not run" if not settings.ultralytics_val else
-                                   f"DetectionValidator, rect={settings.ultralytics_rect}, same imgsz, batch, conf, "
-                                   f"IoU, max_det, data.yaml {data_yaml}"),
+        f"{settings.latency_repeats} after {settings.latency_warmup} warm-up runs, the split's first image",
+        "Ultralytics' validator": (
+            "not run"
+            if not settings.ultralytics_val
+            else f"DetectionValidator, rect={settings.ultralytics_rect}, same imgsz, batch, conf, "
+            f"IoU, max_det, data.yaml {data_yaml}"
+        ),
         "versions": versions,
         "command": "python scripts/compare.py " + " ".join(_overrides()),
     }
@@ -233,15 +301,24 @@ def write_reports(run_dir: Path, title: str, rows: list[dict[str, Any]], setting
 
 
 TERMINAL_TITLES = {
-    "ultralytics_mAP50-95": "U mAP50-95", "ultralytics_mAP50": "U mAP50", "latency_ms": "ms",
-    "ultralytics_latency_ms": "U ms", "train_images_per_s": "img/s", "train_time_s": "train s", "wall_time_s": "wall s",
+    "ultralytics_mAP50-95": "U mAP50-95",
+    "ultralytics_mAP50": "U mAP50",
+    "latency_ms": "ms",
+    "ultralytics_latency_ms": "U ms",
+    "train_images_per_s": "img/s",
+    "train_time_s": "train s",
+    "wall_time_s": "wall s",
 }
 
 
 def results_table(rows: list[dict[str, Any]], title: str) -> Table:
     """The table for the terminal: short titles (U: Ultralytics' validator / module), short names."""
-    table = Table(title=title, title_justify="left", caption="U: Ultralytics' own validator / module; ms: latency "
-                  "per image, batch 1, fused", caption_justify="left")
+    table = Table(
+        title=title,
+        title_justify="left",
+        caption="U: Ultralytics' own validator / module; ms: latency per image, batch 1, fused",
+        caption_justify="left",
+    )
     columns = [(k, TERMINAL_TITLES.get(k, t)) for k, t in cmp.columns_in_use(rows) if k != "notes"]
     for key, text in columns:
         table.add_column(text, justify="left" if key in ("model", "kind") else "right")

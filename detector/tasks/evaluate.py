@@ -12,8 +12,8 @@ from detector.device import autocast_dtype, select_device
 from detector.eval.coco import evaluate
 from detector.eval.postprocess import PostProcess
 from detector.eval.report import EvalSettings, check_names, results_table, write_outputs
-from detector.runs import make_run_dir
 from detector.interop.weights import load_weights
+from detector.runs import make_run_dir
 
 
 def run(cfg: DictConfig) -> Path:
@@ -25,8 +25,9 @@ def run(cfg: DictConfig) -> Path:
     index = load_split(source, cfg.split, log=console.print)
     post = PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, agnostic=cfg.agnostic)
     amp = autocast_dtype(device, bool(cfg.amp), "amp")
-    result = evaluate(model.fuse().to(device), index, val_dataset(index, cfg.imgsz), post, device, cfg.batch,
-                      cfg.workers, amp)
+    result = evaluate(
+        model.fuse().to(device), index, val_dataset(index, cfg.imgsz), post, device, cfg.batch, cfg.workers, amp
+    )
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
     settings = EvalSettings(str(cfg.checkpoint), cfg.split, cfg.imgsz, cfg.conf, cfg.iou, cfg.max_det, cfg.agnostic)
     write_outputs(run_dir, result, index, settings, plots=cfg.plots)
@@ -36,5 +37,3 @@ def run(cfg: DictConfig) -> Path:
     console.print(f"speed per image: {speed} (imgsz {cfg.imgsz}, batch {cfg.batch}, {device}{precision}, fused)")
     console.print(f"results in {run_dir}")
     return run_dir
-
-

@@ -8,8 +8,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from detector.export.onnx import export_onnx, export_torchscript
-from detector.runs import make_run_dir
 from detector.interop.weights import load_weights
+from detector.runs import make_run_dir
 
 
 def run(cfg: DictConfig) -> Path:
@@ -23,6 +23,8 @@ def run(cfg: DictConfig) -> Path:
             warnings.simplefilter("ignore", FutureWarning)
             path = export_torchscript(model, run_dir / f"{stem}.torchscript", cfg.imgsz, meta["names"])
     batch = "dynamic batch" if cfg.dynamic and path.suffix == ".onnx" else "batch 1"
-    print(f"exported {cfg.checkpoint} -> {path} (input [{batch}, 3, {cfg.imgsz}, {cfg.imgsz}] float in [0, 1]; "
-          "outputs boxes [B, A, 4] xyxy and scores [B, A, C])")
+    print(
+        f"exported {cfg.checkpoint} -> {path} (input [{batch}, 3, {cfg.imgsz}, {cfg.imgsz}] float in [0, 1]; "
+        "outputs boxes [B, A, 4] xyxy and scores [B, A, C])"
+    )
     return path

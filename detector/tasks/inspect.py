@@ -12,8 +12,8 @@ from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 from torch import nn
 
-from detector.errors import ConfigError
 from detector.device import select_device
+from detector.errors import ConfigError
 from detector.images import save_png
 from detector.inspect.layers import (
     find_conv,
@@ -24,9 +24,9 @@ from detector.inspect.layers import (
 from detector.inspect.report import FORMATS, layers_table, render, weights_table
 from detector.inspect.stats import compare_weights
 from detector.inspect.viz import feature_grid, feature_maps, kernel_grid, load_image
+from detector.interop.weights import load_weights
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
-from detector.interop.weights import load_weights
 
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown"}
 
@@ -104,11 +104,14 @@ def run(cfg: DictConfig) -> Path | None:
 
     device = select_device(cfg.device)
     model.to(device)
-    console.print(f"{model_label(cfg.checkpoint)}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-                  f"input {size[0]}x{size[1]}, {device}")
+    console.print(
+        f"{model_label(cfg.checkpoint)}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"input {size[0]}x{size[1]}, {device}"
+    )
     report = inspect_layers(model, size, zero_tol=cfg.zero_tol)
-    layers = select_layers(report.layers, list(cfg.layers) if isinstance(cfg.layers, ListConfig) else cfg.layers,
-                           _text(cfg.kind))
+    layers = select_layers(
+        report.layers, list(cfg.layers) if isinstance(cfg.layers, ListConfig) else cfg.layers, _text(cfg.kind)
+    )
     changes = compare_weights(model, other) if other is not None else None
     console.print(layers_table(report, layers, console.width))
     console.print(weights_table(layers, {c.path: c for c in changes} if changes is not None else None, console.width))

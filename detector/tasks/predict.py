@@ -62,8 +62,12 @@ def run(cfg: DictConfig) -> Path:
             "width": int(image.shape[1]),
             "height": int(image.shape[0]),
             "detections": [
-                {"box": [round(v, 2) for v in b], "score": round(float(s), 4), "class_id": int(c),
-                 "class": names[int(c)]}
+                {
+                    "box": [round(v, 2) for v in b],
+                    "score": round(float(s), 4),
+                    "class_id": int(c),
+                    "class": names[int(c)],
+                }
                 for b, s, c in zip(det.boxes.tolist(), det.scores.tolist(), det.classes.tolist())
             ],
         }

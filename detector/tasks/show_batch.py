@@ -24,7 +24,9 @@ def run(cfg: DictConfig) -> Path:
     for b in range(len(batch)):
         mine = batch.targets.batch_index == b
         image = batch.images[b].permute(1, 2, 0).numpy()
-        images.append(draw_boxes(image, batch.targets.boxes[mine].numpy(), batch.targets.classes[mine].numpy(), index.names))
+        images.append(
+            draw_boxes(image, batch.targets.boxes[mine].numpy(), batch.targets.classes[mine].numpy(), index.names)
+        )
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
     path = save_png(run_dir / f"{cfg.split}_batch.png", image_grid(images))
     print(f"{len(batch)} images, {len(batch.targets.classes)} boxes -> {path}")

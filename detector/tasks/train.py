@@ -12,18 +12,18 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
-from detector.errors import ConfigError
+from detector.checkpoint import checkpoint_payload, load_checkpoint, read_checkpoint, write_checkpoint
 from detector.config import instantiate_node, validate
 from detector.config.schemas import TrainConfig
 from detector.data.build import build_source, load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader
 from detector.device import autocast_dtype, memory_format, select_device
+from detector.errors import ConfigError
+from detector.interop.weights import load_weights
 from detector.losses import DetectionLoss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
-from detector.checkpoint import checkpoint_payload, load_checkpoint, read_checkpoint, write_checkpoint
-from detector.interop.weights import load_weights
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
 from detector.train.loggers import build_loggers
@@ -76,8 +76,10 @@ def _train(
     if loop.init and payload is None:
         source, _ = load_weights(loop.init)
         copied, skipped = copy_fitting(model, source)
-        console.print(f"train.init: {copied}/{copied + len(skipped)} tensors from {loop.init}"
-                      + (f"; kept fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else ""))
+        console.print(
+            f"train.init: {copied}/{copied + len(skipped)} tensors from {loop.init}"
+            + (f"; kept fresh: {', '.join(skipped[:6])}{' ...' if len(skipped) > 6 else ''}" if skipped else "")
+        )
     freeze(model, loop.freeze)
     if process.distributed and loop.sync_bn and device.type == "cuda":
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
@@ -93,10 +95,18 @@ def _train(
     dataset = train_dataset(train_index, cfg.augment, cfg.imgsz, loop.seed, loop.epochs, loop.cache_images)
     loader = build_loader(dataset, per_process, shuffle=True, workers=loop.workers, seed=loop.seed, drop_last=False)
 
-    optimizer = build_optimizer(model, instantiate_node(cfg.optim, "optim"), cfg.optim.weight_decay, loop.batch, loop.nbs)
+    optimizer = build_optimizer(
+        model, instantiate_node(cfg.optim, "optim"), cfg.optim.weight_decay, loop.batch, loop.nbs
+    )
     sched = cfg.schedule
-    schedule = Schedule(loop.epochs, _text(sched.shape), sched.final_lr_ratio, sched.warmup_epochs,
-                        sched.warmup_momentum, sched.warmup_bias_lr)
+    schedule = Schedule(
+        loop.epochs,
+        _text(sched.shape),
+        sched.final_lr_ratio,
+        sched.warmup_epochs,
+        sched.warmup_momentum,
+        sched.warmup_bias_lr,
+    )
     amp_dtype = autocast_dtype(device, loop.amp, "train.amp")
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEMA(model, loop.ema_decay, loop.ema_tau)
@@ -125,13 +135,16 @@ def _train(
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         run_id = payload["train"].get("logger_run_id") if payload else None
         lg = cfg.logger
-        loggers = build_loggers(_text(lg.backend), run_dir, lg.project, lg.entity, _text(lg.mode), list(lg.tags),
-                                run_id, cfg.name)
+        loggers = build_loggers(
+            _text(lg.backend), run_dir, lg.project, lg.entity, _text(lg.mode), list(lg.tags), run_id, cfg.name
+        )
         loggers.log_config(plain_config)
         info = summary(model, cfg.imgsz)
-        console.print(f"{info['params']:,} parameters, {info['gflops']:.1f} GFLOPs at {cfg.imgsz}; "
-                      f"{len(train_index)} train images, batch {loop.batch} on {process.world_size} process(es), "
-                      f"{device}; run directory {run_dir}")
+        console.print(
+            f"{info['params']:,} parameters, {info['gflops']:.1f} GFLOPs at {cfg.imgsz}; "
+            f"{len(train_index)} train images, batch {loop.batch} on {process.world_size} process(es), "
+            f"{device}; run directory {run_dir}"
+        )
 
     weights = run_dir / "weights"
 
@@ -189,15 +202,18 @@ def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, conso
     best = weights / "best.pt"
     if why != "interrupted" and val_index is not None and best.is_file():
         model, _ = load_checkpoint(best)
-        result = evaluate(model.to(device), val_index, val_ds, PostProcess(), device, cfg.train.batch, cfg.train.workers)
+        result = evaluate(
+            model.to(device), val_index, val_ds, PostProcess(), device, cfg.train.batch, cfg.train.workers
+        )
         write_outputs(run_dir, result, val_index, EvalSettings(str(best), "val", cfg.imgsz), plots=True)
         console.print(results_table(result, val_index))
     if loggers is not None:
         loggers.log_files(sorted(run_dir.glob("*.png")))
         loggers.finish()
     if why == "interrupted":
-        console.print(f"interrupted: {weights / 'last.pt'} written. Resume with: python train.py "
-                      f"resume={weights / 'last.pt'}")
+        console.print(
+            f"interrupted: {weights / 'last.pt'} written. Resume with: python train.py resume={weights / 'last.pt'}"
+        )
     else:
         console.print(f"{why}: results in {run_dir}" + (f" (best: {best})" if best.is_file() else ""))
 
@@ -221,8 +237,10 @@ def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if not key.startswith(RESUMABLE):
-            raise ConfigError(f"{override}: a resumed run keeps its model, data and augmentation; only "
-                              "train.*, device and logger.* can change")
+            raise ConfigError(
+                f"{override}: a resumed run keeps its model, data and augmentation; only "
+                "train.*, device and logger.* can change"
+            )
         OmegaConf.update(cfg, key, yaml.safe_load(value), merge=True)
     cfg.resume = None
     validate(cfg)

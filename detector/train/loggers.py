@@ -156,8 +156,16 @@ class WandbLogger:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._wandb = wandb
         self._last_epoch: int | None = None
-        init = {"project": project, "entity": entity, "dir": str(self.run_dir), "id": run_id, "name": name,
-                "resume": "allow" if run_id else None, "tags": list(tags), "config": None}
+        init = {
+            "project": project,
+            "entity": entity,
+            "dir": str(self.run_dir),
+            "id": run_id,
+            "name": name,
+            "resume": "allow" if run_id else None,
+            "tags": list(tags),
+            "config": None,
+        }
         try:
             self._run = wandb.init(mode=mode, settings=_settings(wandb), **init)
         except wandb.errors.Error as error:

@@ -122,8 +122,11 @@ def train_epochs(
     """Run epochs ``state.epoch .. epochs - 1``. ``save(state, which)`` writes ``last`` (and ``best``)
     checkpoints; returns why it stopped: ``done``, ``patience``, or ``interrupted``."""
     model = parts.model
-    wrapped = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if process.distributed else model
+    wrapped = (
+        DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        if process.distributed
+        else model
+    )
     batches = len(train_loader) + state.iteration  # a resumed epoch's loader holds only what is left
     warmup = parts.schedule.warmup_iterations(batches)
     momentum = float(parts.optimizer.defaults.get("momentum", parts.optimizer.defaults.get("betas", (0.9,))[0]))
@@ -134,11 +137,20 @@ def train_epochs(
                 set_epoch(train_loader, epoch)
             model.train()
             batches = len(train_loader) + state.iteration
-            progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                                TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
-                                disable=not process.main, transient=False)
+            progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                TextColumn("{task.completed}/{task.total}"),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=console,
+                disable=not process.main,
+                transient=False,
+            )
             with progress:
-                task = progress.add_task(f"epoch {epoch + 1}/{epochs}", total=batches, completed=state.iteration, info="")
+                task = progress.add_task(
+                    f"epoch {epoch + 1}/{epochs}", total=batches, completed=state.iteration, info=""
+                )
                 start = time.perf_counter() - state.seconds
                 parts.optimizer.zero_grad(set_to_none=True)
                 pending = 0  # batches whose gradients wait for the next optimizer step
@@ -181,7 +193,9 @@ def train_epochs(
                         pending = 0
                     state.seconds = time.perf_counter() - start
                     if process.main:
-                        means = " ".join(f"{k} {state.sums.get(k, 0.0) / max(state.images, 1):.3f}" for k in ("box", "cls", "dfl"))
+                        means = " ".join(
+                            f"{k} {state.sums.get(k, 0.0) / max(state.images, 1):.3f}" for k in ("box", "cls", "dfl")
+                        )
                         rate = state.images / max(state.seconds, 1e-9)
                         lr = parts.optimizer.param_groups[0]["lr"]
                         info = f"{means} lr {lr:.2e} inst {len(batch.targets.classes)} {rate * process.world_size:.1f} img/s"
@@ -205,8 +219,10 @@ def train_epochs(
             if interrupt.signal is not None:
                 return "interrupted"
             if state.stale_epochs >= cfg.patience:
-                console.print(f"stopping early: {cfg.fitness} has not improved for {cfg.patience} epochs "
-                              f"(best {state.best_fitness:.4f} at epoch {state.best_epoch + 1})")
+                console.print(
+                    f"stopping early: {cfg.fitness} has not improved for {cfg.patience} epochs "
+                    f"(best {state.best_fitness:.4f} at epoch {state.best_epoch + 1})"
+                )
                 return "patience"
     return "done"
 
@@ -243,8 +259,10 @@ def make_validate(val_index, val_dataset, cfg: Any, device: torch.device, consol
         result = evaluate(model, val_index, val_dataset, post, device, batch=cfg.batch, workers=cfg.workers)
         precision, recall, _ = precision_recall(result.detections, truth, len(val_index.names))
         m = result.scores.metrics
-        console.print(f"val epoch {epoch + 1}: mAP50-95 {m['mAP50-95']:.4f} mAP50 {m['mAP50']:.4f} "
-                      f"P {precision:.3f} R {recall:.3f}")
+        console.print(
+            f"val epoch {epoch + 1}: mAP50-95 {m['mAP50-95']:.4f} mAP50 {m['mAP50']:.4f} "
+            f"P {precision:.3f} R {recall:.3f}"
+        )
         return {"mAP50-95": m["mAP50-95"], "mAP50": m["mAP50"], "precision": precision, "recall": recall}
 
     return validate

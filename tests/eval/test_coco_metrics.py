@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from detector.eval.coco import METRIC_NAMES, coco_scores, ground_truth_coco
 from detector.data.sources import YoloSource
 from detector.data.verify import verify_split
+from detector.eval.coco import METRIC_NAMES, coco_scores, ground_truth_coco
 from tests.data.fixtures import NAMES, write_twin_datasets
 from tests.helpers import REPO, run_script
 
@@ -40,14 +40,29 @@ def noisy_predictions(ground_truth: dict, seed: int = 0) -> list[dict]:
         for _ in range(int(rng.integers(1, 3))):
             jitter = rng.normal(0, 0.08, 4) * [w, h, w, h]
             cat = ann["category_id"] if rng.random() > 0.15 else int(rng.integers(0, 3))
-            out.append({"image_id": ann["image_id"], "category_id": cat,
-                        "bbox": [float(x + jitter[0]), float(y + jitter[1]), float(max(w + jitter[2], 1)),
-                                 float(max(h + jitter[3], 1))], "score": float(rng.random())})
+            out.append(
+                {
+                    "image_id": ann["image_id"],
+                    "category_id": cat,
+                    "bbox": [
+                        float(x + jitter[0]),
+                        float(y + jitter[1]),
+                        float(max(w + jitter[2], 1)),
+                        float(max(h + jitter[3], 1)),
+                    ],
+                    "score": float(rng.random()),
+                }
+            )
     for image in ground_truth["images"]:
         for _ in range(3):
-            out.append({"image_id": image["id"], "category_id": int(rng.integers(0, 3)),
-                        "bbox": [float(rng.uniform(0, 40)), float(rng.uniform(0, 40)), 20.0, 15.0],
-                        "score": float(rng.random() * 0.5)})
+            out.append(
+                {
+                    "image_id": image["id"],
+                    "category_id": int(rng.integers(0, 3)),
+                    "bbox": [float(rng.uniform(0, 40)), float(rng.uniform(0, 40)), 20.0, 15.0],
+                    "score": float(rng.random() * 0.5),
+                }
+            )
     return out
 
 
@@ -66,9 +81,9 @@ def test_metrics_equal_pycocotools_on_the_same_files(tmp_path) -> None:
 
 
 def tiny_checkpoint(tmp_path) -> str:
+    from detector.checkpoint import save_checkpoint
     from detector.config import compose
     from detector.models.zoo import instantiate_model
-    from detector.checkpoint import save_checkpoint
 
     cfg = compose("train", ["model=yolov8n", "model.scale.width=0.0625"])
     model = instantiate_model(cfg.model)
@@ -78,8 +93,16 @@ def tiny_checkpoint(tmp_path) -> str:
 def test_evaluate_script_writes_metrics_that_pycocotools_reproduces(tmp_path) -> None:
     checkpoint = tiny_checkpoint(tmp_path)
     shapes = ["data.num_train=4", "data.num_val=6", "data.imgsz=96", f"data.root={tmp_path / 'shapes'}"]
-    result = run_script(str(REPO / "scripts" / "evaluate.py"), f"checkpoint={checkpoint}", *shapes,
-                        "imgsz=64", "batch=4", "workers=0", "conf=0.0001", cwd=tmp_path)
+    result = run_script(
+        str(REPO / "scripts" / "evaluate.py"),
+        f"checkpoint={checkpoint}",
+        *shapes,
+        "imgsz=64",
+        "batch=4",
+        "workers=0",
+        "conf=0.0001",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     run_dir = tmp_path / "runs" / "evaluate" / "exp"
     metrics = json.loads((run_dir / "metrics.json").read_text())

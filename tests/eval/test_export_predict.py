@@ -76,8 +76,9 @@ def test_predict_on_images_of_every_kind_with_pt_and_onnx(tmp_path) -> None:
     checkpoint = tiny_checkpoint(tmp_path)
     expected = awkward_images(tmp_path / "images")
     script = str(REPO / "scripts" / "predict.py")
-    result = run_script(script, f"checkpoint={checkpoint}", f"source={tmp_path / 'images'}", "imgsz=64",
-                        "conf=0.0002", cwd=tmp_path)
+    result = run_script(
+        script, f"checkpoint={checkpoint}", f"source={tmp_path / 'images'}", "imgsz=64", "conf=0.0002", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "skipped" in result.stdout and "broken.jpg" in result.stdout
     run_dir = tmp_path / "runs" / "predict" / "exp"
@@ -96,8 +97,14 @@ def test_predict_on_images_of_every_kind_with_pt_and_onnx(tmp_path) -> None:
     export = run_script(str(REPO / "scripts" / "export.py"), f"checkpoint={checkpoint}", "imgsz=64", cwd=tmp_path)
     assert export.returncode == 0, export.stderr
     onnx_file = tmp_path / "runs" / "export" / "exp" / "tiny.onnx"
-    again = run_script(script, f"checkpoint={onnx_file}", f"source={tmp_path / 'images' / '*.jpg'}", "conf=0.0002",
-                       "name=onnx", cwd=tmp_path)
+    again = run_script(
+        script,
+        f"checkpoint={onnx_file}",
+        f"source={tmp_path / 'images' / '*.jpg'}",
+        "conf=0.0002",
+        "name=onnx",
+        cwd=tmp_path,
+    )
     assert again.returncode == 0, again.stderr
     for stem in ("bus", "zidane", "tiny", "wide"):
         pt = json.loads((run_dir / f"{stem}.json").read_text())["detections"]

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from detector.errors import ConfigError
-from detector.config import compose
-from detector.tasks.inspect import run
-from detector.models.zoo import instantiate_model
 from detector.checkpoint import save_checkpoint
+from detector.config import compose
+from detector.errors import ConfigError
+from detector.models.zoo import instantiate_model
+from detector.tasks.inspect import run
 from tests.helpers import REPO, run_script, write_ultralytics_checkpoint
 
 SCRIPT = str(REPO / "scripts" / "inspect_layers.py")
@@ -35,19 +35,35 @@ def test_ultralytics_checkpoint_at_640_with_pictures(tmp_path) -> None:
     from ultralytics.nn.tasks import DetectionModel
 
     checkpoint = write_ultralytics_checkpoint(tmp_path / "yolov8n.pt", "yolov8n.yaml", num_classes=80)
-    theirs = [m for m in DetectionModel("yolov8n.yaml", nc=80, verbose=False).modules() if isinstance(m, torch.nn.Conv2d)]
+    theirs = [
+        m for m in DetectionModel("yolov8n.yaml", nc=80, verbose=False).modules() if isinstance(m, torch.nn.Conv2d)
+    ]
     image = png(tmp_path / "street.png")
-    result = run_script(SCRIPT, f"checkpoint={checkpoint}", "imgsz=640", f"out={tmp_path / 'layers.json'}",
-                        "kernels=first", f"image={image}", "feature_maps=[backbone.stem.conv,neck.down3.conv]",
-                        "device=cpu", f"project={tmp_path / 'runs'}", cwd=tmp_path)
+    result = run_script(
+        SCRIPT,
+        f"checkpoint={checkpoint}",
+        "imgsz=640",
+        f"out={tmp_path / 'layers.json'}",
+        "kernels=first",
+        f"image={image}",
+        "feature_maps=[backbone.stem.conv,neck.down3.conv]",
+        "device=cpu",
+        f"project={tmp_path / 'runs'}",
+        cwd=tmp_path,
+    )
     assert result.returncode == 0, result.stderr
     assert "convolutions at input 3x640x640" in result.stdout and "Traceback" not in result.stderr
 
     document = json.loads((tmp_path / "layers.json").read_text())
     rows = document["layers"]
     assert len(rows) == len(theirs) == 64  # every conv module, the DFL's unused one included
-    geometry = lambda r: (r["in_channels"], r["out_channels"], tuple(r["kernel"]), tuple(r["stride"]))
-    assert sorted(map(geometry, rows)) == sorted((m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in theirs)
+
+    def geometry(r):
+        return (r["in_channels"], r["out_channels"], tuple(r["kernel"]), tuple(r["stride"]))
+
+    assert sorted(map(geometry, rows)) == sorted(
+        (m.in_channels, m.out_channels, m.kernel_size, m.stride) for m in theirs
+    )
     first = rows[0]
     assert (first["kernel"], first["stride"], first["padding"]) == ([3, 3], [2, 2], [1, 1])
     assert (first["in_channels"], first["out_channels"], first["output_shape"]) == (3, 16, [16, 320, 320])
@@ -132,8 +148,10 @@ def test_compare_to_reports_the_relative_change(tmp_path) -> None:
         (["checkpoint=missing.pt"], "checkpoint not found: missing.pt"),
         ([], "give checkpoint=PATH (our .pt or an Ultralytics .pt) or model=NAME"),
         (["model=yolov8n", "checkpoint=x.pt"], "give checkpoint=PATH or model=NAME, not both"),
-        (["model=yolov8n", "kernels=backbone.stem.cnv"],
-         "kernels=backbone.stem.cnv: the model has no convolution at that path; did you mean backbone.stem.conv"),
+        (
+            ["model=yolov8n", "kernels=backbone.stem.cnv"],
+            "kernels=backbone.stem.cnv: the model has no convolution at that path; did you mean backbone.stem.conv",
+        ),
         (["model=yolov8n", "layers=neck.nothing.*"], "layers=neck.nothing.* matches no convolution"),
         (["model=yolov8n", "out=table.txt"], "out=table.txt: cannot tell the format from its suffix"),
         (["model=yolov8n", "feature_maps=[backbone.stem]"], "feature_maps=... needs image=PATH"),

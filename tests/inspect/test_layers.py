@@ -42,11 +42,22 @@ def test_kinds_of_convolution() -> None:
         depthwise_conv(4, 4, 3),
     )
     layers = inspect_layers(model, 16).layers
-    assert [layer.kind for layer in layers] == ["regular", "depthwise", "pointwise", "grouped", "transposed", "depthwise"]
+    assert [layer.kind for layer in layers] == [
+        "regular",
+        "depthwise",
+        "pointwise",
+        "grouped",
+        "transposed",
+        "depthwise",
+    ]
     assert [layer.path for layer in layers] == ["0", "1", "2", "3", "4", "5.conv"]
     # MACs by hand: out elements x (in / groups) x taps; a transposed conv: in elements x (out / groups) x taps
     assert [layer.macs for layer in layers[:5]] == [
-        8 * 16 * 16 * 3 * 9, 8 * 16 * 16 * 1 * 9, 16 * 16 * 16 * 8, 16 * 16 * 16 * 4 * 9, 16 * 16 * 16 * 4 * 4,
+        8 * 16 * 16 * 3 * 9,
+        8 * 16 * 16 * 1 * 9,
+        16 * 16 * 16 * 8,
+        16 * 16 * 16 * 4 * 9,
+        16 * 16 * 16 * 4 * 4,
     ]
     assert layers[4].output_shape == (4, 32, 32) and all(layer.shape_ok for layer in layers)
 
@@ -134,7 +145,9 @@ def test_select_layers_by_glob_and_kind() -> None:
     assert [layer.path for layer in both] == ["backbone.stem.conv", "head.dfl.conv"]
     depthwise = select_layers(layers, "head.*", kind="depthwise")
     assert len(depthwise) == 6 and all(layer.groups == layer.in_channels for layer in depthwise)
-    with pytest.raises(ConfigError, match=r"layers=neck\.nothing\* matches no convolution; conv paths look like backbone"):
+    with pytest.raises(
+        ConfigError, match=r"layers=neck\.nothing\* matches no convolution; conv paths look like backbone"
+    ):
         select_layers(layers, "neck.nothing*")
     with pytest.raises(ConfigError, match="kind=transposed: none of the selected"):
         select_layers(layers, None, "transposed")

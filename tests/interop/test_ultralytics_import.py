@@ -94,11 +94,14 @@ def test_custom_scale_multipliers_are_followed(tmp_path) -> None:
     torch.testing.assert_close(out.cls[0], cls[0], atol=1e-4, rtol=0)
 
 
-@pytest.mark.parametrize(("yaml", "message"), [
-    ("yolov8n-seg.yaml", "only detection models"),
-    ("yolov8n-ghost.yaml", "cannot place module model.1 (GhostConv)"),
-    ("yolov8n-p2.yaml", "cannot place module model."),
-])
+@pytest.mark.parametrize(
+    ("yaml", "message"),
+    [
+        ("yolov8n-seg.yaml", "only detection models"),
+        ("yolov8n-ghost.yaml", "cannot place module model.1 (GhostConv)"),
+        ("yolov8n-p2.yaml", "cannot place module model."),
+    ],
+)
 def test_a_checkpoint_that_cannot_be_mapped_names_the_first_module(tmp_path, yaml, message) -> None:
     from ultralytics.nn.tasks import DetectionModel, SegmentationModel
 
@@ -146,15 +149,18 @@ def test_malicious_pickles_are_refused_before_anything_runs(tmp_path) -> None:
         assert not marker.exists(), name
 
 
-@pytest.mark.parametrize("command", [
-    ["scripts/evaluate.py", "checkpoint={}"],
-    ["scripts/predict.py", "checkpoint={}", "source={images}"],
-    ["scripts/export.py", "checkpoint={}"],
-    ["train.py", "train.init={}", "train.epochs=1"],
-    ["train.py", "resume={}"],
-    ["scripts/compare.py", "models=[{}]"],
-    ["scripts/benchmark.py", "checkpoint={}", "parts=[val]"],
-])
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["scripts/evaluate.py", "checkpoint={}"],
+        ["scripts/predict.py", "checkpoint={}", "source={images}"],
+        ["scripts/export.py", "checkpoint={}"],
+        ["train.py", "train.init={}", "train.epochs=1"],
+        ["train.py", "resume={}"],
+        ["scripts/compare.py", "models=[{}]"],
+        ["scripts/benchmark.py", "checkpoint={}", "parts=[val]"],
+    ],
+)
 def test_every_command_that_takes_a_checkpoint_refuses_them(tmp_path, command) -> None:
     marker = tmp_path / "pwned"
     path = malicious_files(tmp_path, marker)["os_system.pt"]
@@ -171,9 +177,22 @@ def test_every_command_that_takes_a_checkpoint_refuses_them(tmp_path, command) -
 def test_fine_tuning_from_an_ultralytics_checkpoint_with_another_class_count(tmp_path) -> None:
     path = write_ultralytics_checkpoint(tmp_path / "u.pt", "yolov8n.yaml", 80, stripped=True)
     result = run_script(
-        str(REPO / "train.py"), "model=yolov8n", f"train.init={path}", "train.freeze=3", "imgsz=64", "device=cpu",
-        "data.num_train=4", "data.num_val=2", "data.imgsz=96", f"data.root={tmp_path / 'shapes'}", "train.epochs=1",
-        "train.batch=2", "train.nbs=2", "train.workers=0", "schedule.warmup_epochs=0", cwd=tmp_path,
+        str(REPO / "train.py"),
+        "model=yolov8n",
+        f"train.init={path}",
+        "train.freeze=3",
+        "imgsz=64",
+        "device=cpu",
+        "data.num_train=4",
+        "data.num_val=2",
+        "data.imgsz=96",
+        f"data.root={tmp_path / 'shapes'}",
+        "train.epochs=1",
+        "train.batch=2",
+        "train.nbs=2",
+        "train.workers=0",
+        "schedule.warmup_epochs=0",
+        cwd=tmp_path,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # Everything but the class branch came from the checkpoint: YOLOv8's class-branch width is

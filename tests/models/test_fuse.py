@@ -7,7 +7,9 @@ from detector import build_model
 from tests.helpers import randomize_batchnorm
 
 
-@pytest.mark.parametrize("name", ["yolov8n", "yolo11n", "resnet18_pan", "mobilenetv3_pan", "convnext_tiny_pan", "resnet18_fpn"])
+@pytest.mark.parametrize(
+    "name", ["yolov8n", "yolo11n", "resnet18_pan", "mobilenetv3_pan", "convnext_tiny_pan", "resnet18_fpn"]
+)
 def test_fuse_keeps_outputs_and_removes_batchnorm(name: str) -> None:
     model = build_model(name, num_classes=4)
     randomize_batchnorm(model)

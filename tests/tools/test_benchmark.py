@@ -11,12 +11,12 @@ import torch
 from omegaconf import OmegaConf
 
 from detector import build_model
-from detector.errors import ConfigError
+from detector.checkpoint import save_checkpoint
 from detector.config import compose
 from detector.device import cpu_has_native_bf16
-from detector.tools.benchmark.measure import GOALS, Figure, alternate
+from detector.errors import ConfigError
 from detector.tasks.benchmark import reference_weights
-from detector.checkpoint import save_checkpoint
+from detector.tools.benchmark.measure import GOALS, Figure, alternate
 from tests.helpers import REPO, run_script
 
 TINY = [
@@ -44,7 +44,11 @@ TINY = [
 
 def test_benchmark_script_writes_every_figure(tmp_path) -> None:
     result = run_script(
-        "scripts/benchmark.py", *TINY, f"data.root={tmp_path / 'shapes'}", f"project={tmp_path / 'runs'}", "name=tiny",
+        "scripts/benchmark.py",
+        *TINY,
+        f"data.root={tmp_path / 'shapes'}",
+        f"project={tmp_path / 'runs'}",
+        "name=tiny",
         cwd=REPO,
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -104,8 +108,9 @@ def test_alternate_takes_turns_after_warmup() -> None:
 def test_reference_weights_from_a_checkpoint(tmp_path) -> None:
     names = ["circle", "rectangle", "triangle", "star", "hexagon", "cross"]
     model = build_model("yolov8n", num_classes=6)
-    path = save_checkpoint(tmp_path / "w.pt", model, compose("model_only", ["model=yolov8n", "data.num_classes=6"]).model,
-                           names)
+    path = save_checkpoint(
+        tmp_path / "w.pt", model, compose("model_only", ["model=yolov8n", "data.num_classes=6"]).model, names
+    )
     cfg = OmegaConf.create({"arch": "yolov8n", "checkpoint": str(path), "seed": 0})
     weights, got_names, described = reference_weights(cfg, names)
     assert got_names == names and described.startswith(f"checkpoint {path}")

@@ -18,8 +18,16 @@ SUPERSET = ["person", *reversed(SHAPE_NAMES), "car"]  # the shapes, in another o
 
 
 def data_args(tmp_path, num_train: int = 4) -> list[str]:
-    return [f"data.root={tmp_path / 'shapes'}", f"data.num_train={num_train}", "data.num_val=4", "data.imgsz=96",
-            "imgsz=64", "device=cpu", "batch=4", "workers=0"]
+    return [
+        f"data.root={tmp_path / 'shapes'}",
+        f"data.num_train={num_train}",
+        "data.num_val=4",
+        "data.imgsz=96",
+        "imgsz=64",
+        "device=cpu",
+        "batch=4",
+        "workers=0",
+    ]
 
 
 def quick(tmp_path, *extra: str) -> list[str]:
@@ -36,9 +44,9 @@ def rows(path) -> list[dict[str, str]]:
 
 
 def write_ours(path, names=SHAPE_NAMES) -> torch.nn.Module:
+    from detector.checkpoint import save_checkpoint
     from detector.config import compose
     from detector.models.zoo import instantiate_model
-    from detector.checkpoint import save_checkpoint
 
     cfg = compose("train", ["model=yolov8n", "model.scale.width=0.0625"])
     model = instantiate_model(cfg.model)
@@ -132,14 +140,14 @@ def test_models_that_cannot_be_compared(tmp_path, spec: str, message: str) -> No
 
 def test_class_matching_by_name_equals_dropping_other_classes(tmp_path) -> None:
     """Both restricted modules give exactly the superset model's scores of the data's classes."""
+    from detector.interop.ultralytics import ultralytics_model
+    from detector.interop.ultralytics_weights import read, to_detector
     from detector.tools.compare.contenders import (
         class_map,
         parity,
         restrict_classes,
         restrict_ultralytics_classes,
     )
-    from detector.interop.ultralytics import ultralytics_model
-    from detector.interop.ultralytics_weights import read, to_detector
 
     keep = class_map(SUPERSET, list(SHAPE_NAMES), "superset")
     assert [SUPERSET[k] for k in keep] == list(SHAPE_NAMES)
@@ -161,8 +169,15 @@ def test_class_matching_by_name_equals_dropping_other_classes(tmp_path) -> None:
 
 
 def test_compare_train_mode_head_to_head(tmp_path) -> None:
-    args = [*quick(tmp_path), "mode=train", "recipe.epochs=1", "recipe.batch=4", "recipe.nbs=4",
-            "recipe.warmup_epochs=0", "recipe.close_mosaic=0"]
+    args = [
+        *quick(tmp_path),
+        "mode=train",
+        "recipe.epochs=1",
+        "recipe.batch=4",
+        "recipe.nbs=4",
+        "recipe.warmup_epochs=0",
+        "recipe.close_mosaic=0",
+    ]
     args[args.index("data.num_train=4")] = "data.num_train=8"
     result = compare(tmp_path, *args)
     assert result.returncode == 0, result.stderr[-3000:]

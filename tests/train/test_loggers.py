@@ -50,7 +50,9 @@ def test_csv_resume_replaces_later_epochs(tmp_path: Path) -> None:
     header, rows = read_csv(tmp_path / "metrics.csv")
     assert header == ["epoch", "loss", "map"]
     assert [(row["epoch"], row["loss"], row["map"]) for row in rows] == [
-        ("0", "0", ""), ("1", "10", "0.5"), ("2", "20", "0.6"),
+        ("0", "0", ""),
+        ("1", "10", "0.5"),
+        ("2", "20", "0.6"),
     ]
     fresh = CSVLogger(tmp_path, resume_rows=False)
     fresh.log_epoch(0, {"loss": 7.0})

@@ -27,7 +27,10 @@ def test_groups_split_by_rank_and_biases() -> None:
     assert groups["norms"]["weight_decay"] == groups["biases"]["weight_decay"] == 0.0
 
 
-@pytest.mark.parametrize(("batch", "nbs", "steps", "decay"), [(16, 64, 4, 0.0005), (8, 64, 8, 0.0005), (48, 64, 1, 0.000375), (128, 64, 1, 0.001)])
+@pytest.mark.parametrize(
+    ("batch", "nbs", "steps", "decay"),
+    [(16, 64, 4, 0.0005), (8, 64, 8, 0.0005), (48, 64, 1, 0.000375), (128, 64, 1, 0.001)],
+)
 def test_accumulation_and_weight_decay_scaling(batch, nbs, steps, decay) -> None:
     assert accumulation_steps(batch, nbs) == steps
     make = functools.partial(torch.optim.SGD, lr=0.01, momentum=0.9)
@@ -37,15 +40,24 @@ def test_accumulation_and_weight_decay_scaling(batch, nbs, steps, decay) -> None
 
 def test_accumulation_ramps_during_warmup() -> None:
     # batch 8, nbs 64: 1 batch per step at the start, 8 from the end of the warmup (200 iterations)
-    assert [warmup_accumulation(s, 200, 8, 64) for s in (0, 14, 15, 100, 199, 200, 5000)] == [1, 1, 2, 4, 8, 8, 8]  # 4.5 rounds to even
+    assert [warmup_accumulation(s, 200, 8, 64) for s in (0, 14, 15, 100, 199, 200, 5000)] == [
+        1,
+        1,
+        2,
+        4,
+        8,
+        8,
+        8,
+    ]  # 4.5 rounds to even
     assert warmup_accumulation(0, 0, 8, 64) == 8  # no warmup
 
 
 def test_warmup_then_cosine() -> None:
     model = small_model()
     optimizer = build_optimizer(model, functools.partial(torch.optim.SGD, lr=0.01, momentum=0.937), 0.0005, 16, 64)
-    schedule = Schedule(epochs=10, shape="cosine", final_lr_ratio=0.01, warmup_epochs=1, warmup_momentum=0.8,
-                        warmup_bias_lr=0.1)
+    schedule = Schedule(
+        epochs=10, shape="cosine", final_lr_ratio=0.01, warmup_epochs=1, warmup_momentum=0.8, warmup_bias_lr=0.1
+    )
     warmup = schedule.warmup_iterations(150)
     assert warmup == 150 and schedule.warmup_iterations(20) == 100  # at least 100 iterations
     schedule.apply(optimizer, epoch=0, iteration=75, warmup=warmup, momentum=0.937)

@@ -21,17 +21,33 @@ TRAIN = str(REPO / "train.py")
 def tiny(tmp_path, *extra: str) -> list[str]:
     """A tiny yolov8 on 8 generated 96-px images; every setting the tests share."""
     return [
-        "model=yolov8n", "model.scale.width=0.0625", "imgsz=64", "device=cpu",
-        "data.num_train=8", "data.num_val=4", "data.imgsz=96", f"data.root={tmp_path / 'shapes'}",
-        "train.batch=4", "train.nbs=4", "train.workers=0", "schedule.warmup_epochs=0", *extra,
+        "model=yolov8n",
+        "model.scale.width=0.0625",
+        "imgsz=64",
+        "device=cpu",
+        "data.num_train=8",
+        "data.num_val=4",
+        "data.imgsz=96",
+        f"data.root={tmp_path / 'shapes'}",
+        "train.batch=4",
+        "train.nbs=4",
+        "train.workers=0",
+        "schedule.warmup_epochs=0",
+        *extra,
     ]
 
 
 def train(tmp_path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     # not the WANDB_* of this process: a wandb service started by another test would be inherited
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
-    result = subprocess.run([sys.executable, TRAIN, *args], cwd=tmp_path, capture_output=True, text=True,
-                            timeout=600, env={**inherited, **(env or {})})
+    result = subprocess.run(
+        [sys.executable, TRAIN, *args],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**inherited, **(env or {})},
+    )
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
     return result
@@ -45,13 +61,30 @@ def rows(path) -> list[dict[str, str]]:
 def test_run_directory_holds_everything(tmp_path) -> None:
     train(tmp_path, *tiny(tmp_path, "train.epochs=2"))
     run = tmp_path / "runs" / "train" / "exp"
-    for name in ("config.yaml", "metrics.csv", "results.png", "weights/last.pt", "weights/best.pt",
-                 "metrics.json", "pr_curves.png", "confusion_matrix.png"):
+    for name in (
+        "config.yaml",
+        "metrics.csv",
+        "results.png",
+        "weights/last.pt",
+        "weights/best.pt",
+        "metrics.json",
+        "pr_curves.png",
+        "confusion_matrix.png",
+    ):
         assert (run / name).is_file(), name
     table = rows(run / "metrics.csv")
     assert [r["epoch"] for r in table] == ["0", "1"]
-    for key in ("train/box", "train/cls", "train/dfl", "lr/weights", "mAP50-95", "mAP50", "precision", "recall",
-                "epoch_time_s"):
+    for key in (
+        "train/box",
+        "train/cls",
+        "train/dfl",
+        "lr/weights",
+        "mAP50-95",
+        "mAP50",
+        "precision",
+        "recall",
+        "epoch_time_s",
+    ):
         assert key in table[0]
     checkpoint = torch.load(run / "weights" / "last.pt", weights_only=True)
     assert {"raw_model", "optimizer", "scaler", "ema_updates", "state", "rng", "config"} <= set(checkpoint["train"])
@@ -94,8 +127,13 @@ def test_extending_a_finished_run(tmp_path) -> None:
 
 
 def test_sigterm_writes_last_and_says_how_to_resume(tmp_path) -> None:
-    proc = subprocess.Popen([sys.executable, TRAIN, *tiny(tmp_path, "train.epochs=200", "train.batch=2", "train.nbs=2")],
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, *tiny(tmp_path, "train.epochs=200", "train.batch=2", "train.nbs=2")],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
     deadline = time.time() + 240
     while not last.exists() and time.time() < deadline:
@@ -111,9 +149,16 @@ def test_sigterm_writes_last_and_says_how_to_resume(tmp_path) -> None:
 def test_sigkill_never_leaves_a_broken_last_checkpoint(tmp_path) -> None:
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
     for delay in (0.0, 0.35, 0.7):
-        proc = subprocess.Popen([sys.executable, TRAIN, *tiny(tmp_path, "train.epochs=200", "exist_ok=true",
-                                                             "train.save_period=1", "train.val=false")],
-                                cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                TRAIN,
+                *tiny(tmp_path, "train.epochs=200", "exist_ok=true", "train.save_period=1", "train.val=false"),
+            ],
+            cwd=tmp_path,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 240
         while not last.exists() and time.time() < deadline:
             time.sleep(0.05)
@@ -126,8 +171,12 @@ def test_sigkill_never_leaves_a_broken_last_checkpoint(tmp_path) -> None:
 
 
 def test_wandb_offline_leaves_a_syncable_run(tmp_path) -> None:
-    env = {"WANDB_SILENT": "true", "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
-           "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"), "WANDB_DATA_DIR": str(tmp_path / "wandb-data")}
+    env = {
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
+        "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
+        "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
+    }
     train(tmp_path, *tiny(tmp_path, "train.epochs=1", "logger=wandb", "logger.mode=offline"), env=env)
     runs = list((tmp_path / "runs" / "train" / "exp" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
@@ -139,7 +188,10 @@ def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
     torchrun = shutil.which("torchrun") or str(REPO / "torchrun")
     result = subprocess.run(
         [torchrun, "--standalone", "--nproc_per_node=2", TRAIN, *tiny(tmp_path, "train.epochs=1")],
-        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     runs = list((tmp_path / "runs" / "train").iterdir())
@@ -151,8 +203,8 @@ def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
 
 def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, monkeypatch) -> None:
     import detector.tasks.train as entry
-    from detector.errors import ConfigError
     from detector.config import compose
+    from detector.errors import ConfigError
 
     class Exploding:
         def __init__(self, *args, **kwargs):
@@ -167,8 +219,13 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, m
             return (loss * float("nan"), items) if self.calls > 2 else (loss, items)
 
     monkeypatch.setattr(entry, "DetectionLoss", Exploding)
-    cfg = compose("train", [*tiny(tmp_path, "train.epochs=5", "train.max_nonfinite=3", "train.batch=2", "train.nbs=2"),
-                            f"project={tmp_path / 'runs'}"])
+    cfg = compose(
+        "train",
+        [
+            *tiny(tmp_path, "train.epochs=5", "train.max_nonfinite=3", "train.batch=2", "train.nbs=2"),
+            f"project={tmp_path / 'runs'}",
+        ],
+    )
     with pytest.raises(ConfigError, match="3 non-finite losses in a row"):
         entry.run(cfg)
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
@@ -206,8 +263,21 @@ def test_it_learns(tmp_path) -> None:
     import json
 
     data = write_easy_dataset(tmp_path / "easy")
-    train(tmp_path, "data=yolo", f"data.file={data}", "model=yolov8n", "imgsz=128", "augment=none", "device=cpu",
-          "train.epochs=90", "train.batch=2", "train.nbs=2", "train.workers=0", "schedule.warmup_epochs=0",
-          "schedule.final_lr_ratio=1.0", "optim.lr=0.01")
+    train(
+        tmp_path,
+        "data=yolo",
+        f"data.file={data}",
+        "model=yolov8n",
+        "imgsz=128",
+        "augment=none",
+        "device=cpu",
+        "train.epochs=90",
+        "train.batch=2",
+        "train.nbs=2",
+        "train.workers=0",
+        "schedule.warmup_epochs=0",
+        "schedule.final_lr_ratio=1.0",
+        "optim.lr=0.01",
+    )
     metrics = json.loads((tmp_path / "runs" / "train" / "exp" / "metrics.json").read_text())
     assert metrics["mAP50"] >= 0.9, metrics

@@ -29,13 +29,13 @@ from omegaconf import DictConfig
 from torch import nn
 
 from detector.boxes import xyxy_to_cxcywh
+from detector.checkpoint import load_checkpoint
 from detector.data.build import load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader, collate
 from detector.data.sources import YoloSource
 from detector.device import memory_format
 from detector.eval.coco import evaluate
 from detector.eval.postprocess import PostProcess
-from detector.checkpoint import load_checkpoint
 from detector.eval.predict import Predictor
 from detector.images import decode_image
 from detector.losses import DetectionLoss
@@ -196,7 +196,9 @@ def copy_by_position(model: nn.Module, weights: dict[str, torch.Tensor]) -> None
         raise ValueError(f"{len(values)} tensors do not line up with a model of {len(keys)}")
     for key, (source, value) in zip(keys, weights.items()):
         if tuple(model.state_dict()[key].shape) != tuple(value.shape):
-            raise ValueError(f"{source} {tuple(value.shape)} does not line up with {key} {tuple(model.state_dict()[key].shape)}")
+            raise ValueError(
+                f"{source} {tuple(value.shape)} does not line up with {key} {tuple(model.state_dict()[key].shape)}"
+            )
     model.load_state_dict(dict(zip(keys, values)))
 
 
@@ -238,7 +240,6 @@ def fixed_batch(index: Any, imgsz: int, batch: int) -> tuple[torch.Tensor, Targe
     dataset = val_dataset(index, imgsz)
     data = collate([dataset[i % len(dataset)] for i in range(batch)])
     return data.images, data.targets
-
 
 
 def our_train_step(

@@ -29,9 +29,8 @@ import torch
 import yaml
 from torch import nn
 
-from detector.errors import ConfigError
-from detector.errors import DataError
 from detector.data.sources import CocoJsonSource, YoloSource
+from detector.errors import ConfigError, DataError
 from detector.models.detector import Detector
 from detector.runs import write_atomic, write_text_atomic
 
@@ -172,8 +171,16 @@ def class_map(model_names: Sequence[str], data_names: Sequence[str], label: str)
 
 def _sliced_conv(conv: nn.Conv2d, keep: Sequence[int]) -> nn.Conv2d:
     """A copy of a (1x1, class-output) conv with only the output channels ``keep``, in that order."""
-    out = nn.Conv2d(conv.in_channels, len(keep), conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, bias=conv.bias is not None)
+    out = nn.Conv2d(
+        conv.in_channels,
+        len(keep),
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        bias=conv.bias is not None,
+    )
     index = torch.as_tensor(list(keep), dtype=torch.long)
     with torch.no_grad():
         out.weight.copy_(conv.weight[index])
@@ -283,9 +290,22 @@ def ultralytics_validate(
     from ultralytics.models.yolo.detect import DetectionValidator
 
     args = {
-        "task": "detect", "mode": "val", "data": str(data_yaml), "split": split, "imgsz": imgsz, "batch": batch,
-        "conf": conf, "iou": iou, "max_det": max_det, "device": ultralytics_device(device), "rect": rect,
-        "plots": False, "save_json": False, "save_txt": False, "verbose": False, "workers": 0,
+        "task": "detect",
+        "mode": "val",
+        "data": str(data_yaml),
+        "split": split,
+        "imgsz": imgsz,
+        "batch": batch,
+        "conf": conf,
+        "iou": iou,
+        "max_det": max_det,
+        "device": ultralytics_device(device),
+        "rect": rect,
+        "plots": False,
+        "save_json": False,
+        "save_txt": False,
+        "verbose": False,
+        "workers": 0,
     }
     validator = DetectionValidator(save_dir=Path(save_dir), args=args)
     validator(model=copy.deepcopy(model).float())
@@ -446,8 +466,9 @@ def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def write_markdown(path: Path, title: str, rows: Sequence[dict[str, Any]], settings: dict[str, Any],
-                   notes: Sequence[str]) -> Path:
+def write_markdown(
+    path: Path, title: str, rows: Sequence[dict[str, Any]], settings: dict[str, Any], notes: Sequence[str]
+) -> Path:
     """``compare.md``: the table, the settings every model shared, and how to read the figures."""
     parts = [f"# {title}", "", markdown_table(rows), "", "## Settings", ""]
     parts += [f"- **{k}**: {v}" for k, v in settings.items()]
@@ -476,8 +497,11 @@ def plot_map_vs_latency(path: Path, rows: Sequence[dict[str, Any]], device: str)
         if theirs is not None:
             ax.scatter([theirs], [y], facecolors="none", edgecolors=[color], s=40, zorder=3)
             ax.plot([x, theirs], [y, y], color=color, lw=0.8, ls=":")
-    ax.set(xlabel=f"latency per image, ms (batch 1, fused, {device})", ylabel="mAP50-95 (our evaluator)",
-           title="mAP against latency (hollow: Ultralytics' module)")
+    ax.set(
+        xlabel=f"latency per image, ms (batch 1, fused, {device})",
+        ylabel="mAP50-95 (our evaluator)",
+        title="mAP against latency (hollow: Ultralytics' module)",
+    )
     ax.grid(alpha=0.3)
     if rows:
         ax.legend(fontsize=7, loc="best")

@@ -18,9 +18,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from detector.errors import ConfigError
 from detector.config import compose, validate
 from detector.config.schemas import CompareRecipeConfig, ScheduleShape
+from detector.errors import ConfigError
 
 # the recipe's loss gains are the schema defaults of both libraries
 LOSS_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
@@ -53,22 +53,42 @@ def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project
     """The ``train.py`` overrides of the recipe (our run lands in ``<project>/train/ours``)."""
     return [
         f"model={recipe.model}",
-        "augment=default", f"augment.close_mosaic={recipe.close_mosaic}",
-        "optim=sgd", f"optim.lr={recipe.lr}", f"optim.momentum={recipe.momentum}", "optim.nesterov=true",
+        "augment=default",
+        f"augment.close_mosaic={recipe.close_mosaic}",
+        "optim=sgd",
+        f"optim.lr={recipe.lr}",
+        f"optim.momentum={recipe.momentum}",
+        "optim.nesterov=true",
         f"optim.weight_decay={recipe.weight_decay}",
-        f"schedule={_schedule(recipe)}", f"schedule.final_lr_ratio={recipe.final_lr_ratio}",
-        f"schedule.warmup_epochs={recipe.warmup_epochs}", f"schedule.warmup_momentum={recipe.warmup_momentum}",
+        f"schedule={_schedule(recipe)}",
+        f"schedule.final_lr_ratio={recipe.final_lr_ratio}",
+        f"schedule.warmup_epochs={recipe.warmup_epochs}",
+        f"schedule.warmup_momentum={recipe.warmup_momentum}",
         f"schedule.warmup_bias_lr={recipe.warmup_bias_lr}",
-        f"train.epochs={recipe.epochs}", f"train.batch={recipe.batch}", f"train.nbs={recipe.nbs}",
-        f"train.seed={recipe.seed}", f"train.deterministic={str(recipe.deterministic).lower()}",
-        f"train.workers={workers}", f"train.amp={'null' if recipe.amp else 'false'}", f"train.patience={recipe.patience}",
-        *(f"train.{k}={v}" for k, v in LOSS_GAINS.items()), "train.fitness=mAP50-95", "train.val=true",
-        "logger=csv", f"imgsz={imgsz}", f"device={device}", f"project={project}", "name=ours", "exist_ok=true",
+        f"train.epochs={recipe.epochs}",
+        f"train.batch={recipe.batch}",
+        f"train.nbs={recipe.nbs}",
+        f"train.seed={recipe.seed}",
+        f"train.deterministic={str(recipe.deterministic).lower()}",
+        f"train.workers={workers}",
+        f"train.amp={'null' if recipe.amp else 'false'}",
+        f"train.patience={recipe.patience}",
+        *(f"train.{k}={v}" for k, v in LOSS_GAINS.items()),
+        "train.fitness=mAP50-95",
+        "train.val=true",
+        "logger=csv",
+        f"imgsz={imgsz}",
+        f"device={device}",
+        f"project={project}",
+        "name=ours",
+        "exist_ok=true",
         *recipe.ours,
     ]
 
 
-def our_train_config(recipe: Recipe, data: DictConfig, imgsz: int, device: str, workers: int, project: Path) -> DictConfig:
+def our_train_config(
+    recipe: Recipe, data: DictConfig, imgsz: int, device: str, workers: int, project: Path
+) -> DictConfig:
     """The composed ``train`` config of the recipe, on the compare run's ``data`` node (resolved)."""
     cfg = compose("train", our_overrides(recipe, imgsz, device, workers, project))
     cfg.data = OmegaConf.create(OmegaConf.to_container(data, resolve=True))
@@ -101,8 +121,10 @@ def check_recipe_model(recipe: Recipe) -> str:
 
     name = f"{recipe.model}.yaml"
     if not ULTRALYTICS_YAML.match(name):
-        raise ConfigError(f"recipe.model={recipe.model}: the head-to-head needs a model both libraries build: "
-                          "yolov8n, yolov8s, yolov8m, yolov8l, yolov8x, yolo11n, yolo11s, yolo11m, yolo11l, yolo11x")
+        raise ConfigError(
+            f"recipe.model={recipe.model}: the head-to-head needs a model both libraries build: "
+            "yolov8n, yolov8s, yolov8m, yolov8l, yolov8x, yolo11n, yolo11s, yolo11m, yolo11l, yolo11x"
+        )
     return name
 
 
@@ -113,22 +135,48 @@ def ultralytics_amp(recipe: Recipe, device: torch.device) -> bool | str:
     return "bf16" if torch.cuda.is_bf16_supported() else True
 
 
-def ultralytics_train_args(recipe: Recipe, data_yaml: Path, imgsz: int, device: str, amp: bool | str,
-                           workers: int, project: Path) -> dict[str, Any]:
+def ultralytics_train_args(
+    recipe: Recipe, data_yaml: Path, imgsz: int, device: str, amp: bool | str, workers: int, project: Path
+) -> dict[str, Any]:
     """``YOLO.train`` arguments of the recipe (their run lands in ``<project>/ultralytics``)."""
     from detector.interop.ultralytics import TRAIN_AUGMENT
 
     return {
-        "data": str(Path(data_yaml).resolve()), "epochs": recipe.epochs, "batch": recipe.batch, "imgsz": imgsz, "nbs": recipe.nbs,
-        "optimizer": "SGD", "lr0": recipe.lr, "lrf": recipe.final_lr_ratio, "momentum": recipe.momentum,
-        "weight_decay": recipe.weight_decay, "cos_lr": _schedule(recipe) == "cosine",
-        "warmup_epochs": recipe.warmup_epochs, "warmup_momentum": recipe.warmup_momentum,
-        "warmup_bias_lr": recipe.warmup_bias_lr, "close_mosaic": recipe.close_mosaic, "seed": recipe.seed,
-        "deterministic": recipe.deterministic, "workers": workers, "device": device, "amp": amp,
-        "patience": recipe.patience, **LOSS_GAINS, "pretrained": False, "cache": False, "rect": False,
-        "fraction": 1.0, "single_cls": False, "val": True, "plots": False, "save": True, "save_period": -1,
+        "data": str(Path(data_yaml).resolve()),
+        "epochs": recipe.epochs,
+        "batch": recipe.batch,
+        "imgsz": imgsz,
+        "nbs": recipe.nbs,
+        "optimizer": "SGD",
+        "lr0": recipe.lr,
+        "lrf": recipe.final_lr_ratio,
+        "momentum": recipe.momentum,
+        "weight_decay": recipe.weight_decay,
+        "cos_lr": _schedule(recipe) == "cosine",
+        "warmup_epochs": recipe.warmup_epochs,
+        "warmup_momentum": recipe.warmup_momentum,
+        "warmup_bias_lr": recipe.warmup_bias_lr,
+        "close_mosaic": recipe.close_mosaic,
+        "seed": recipe.seed,
+        "deterministic": recipe.deterministic,
+        "workers": workers,
+        "device": device,
+        "amp": amp,
+        "patience": recipe.patience,
+        **LOSS_GAINS,
+        "pretrained": False,
+        "cache": False,
+        "rect": False,
+        "fraction": 1.0,
+        "single_cls": False,
+        "val": True,
+        "plots": False,
+        "save": True,
+        "save_period": -1,
         "project": str(Path(project).resolve()),  # absolute: a relative one lands under their own runs_dir
-        "name": "ultralytics", "exist_ok": True, "verbose": False,
+        "name": "ultralytics",
+        "exist_ok": True,
+        "verbose": False,
         **TRAIN_AUGMENT,
     }
 
