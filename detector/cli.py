@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from detector.config import CONFIG_DIR, compose, describe_error, register_configs, validate
 from detector.errors import ConfigError, DataError
+from detector.tasks.command_line import CommandLine
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -23,8 +24,8 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> None:
-    """Run ``task(cfg)`` as a Hydra app on ``configs/<config_name>.yaml``."""
+def hydra_entry(config_name: str, task: Callable[[DictConfig, CommandLine], Any]) -> None:
+    """Run ``task(cfg, command_line)`` as a Hydra app on ``configs/<config_name>.yaml``."""
     import hydra
     from hydra._internal.utils import get_args_parser
 
@@ -41,7 +42,7 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig], Any]) -> None:
     def checked_task(cfg: DictConfig) -> Any:
         try:
             validate(cfg)
-            return task(cfg)
+            return task(cfg, CommandLine.from_hydra())
         except (ConfigError, DataError) as err:
             fail(str(err))
 

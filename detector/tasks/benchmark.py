@@ -37,6 +37,7 @@ from detector.eval.postprocess import PostProcess
 from detector.interop.weights import load_weights
 from detector.models import build_model
 from detector.runs import make_run_dir, write_text_atomic
+from detector.tasks.command_line import CommandLine
 from detector.tools.benchmark import measure as bench
 from detector.tools.benchmark.measure import Clock, Figure, alternate
 
@@ -67,7 +68,7 @@ class Context:
         return alternate(ours, theirs, self.cfg.repeats, self.cfg.warmup, self.threads, self.log)
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     console = Console()
     check_settings(cfg)
     devices = benchmark_devices(str(cfg.device))

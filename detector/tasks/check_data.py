@@ -13,6 +13,7 @@ from detector.data.build import build_source
 from detector.data.index import SplitIndex
 from detector.data.verify import PROBLEM_KINDS, verify_split
 from detector.runs import make_run_dir
+from detector.tasks.command_line import CommandLine
 
 # box-size bins: square root of the box area in pixels of the original image (COCO's small /
 # medium / large boundaries are 32 and 96)
@@ -47,7 +48,7 @@ def split_table(index: SplitIndex) -> Table:
     return table
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     """Check every configured split, print its table and every problem, write the reports."""
     console = Console()
     source = build_source(cfg.data)

@@ -26,6 +26,7 @@ from detector.eval.coco import evaluate
 from detector.eval.postprocess import PostProcess
 from detector.models.summary import summary
 from detector.runs import make_run_dir, write_text_atomic
+from detector.tasks.command_line import CommandLine
 from detector.tools.compare import contenders as cmp
 from detector.tools.compare.headtohead import (
     Recipe,
@@ -42,7 +43,7 @@ from detector.tools.compare.headtohead import (
 Settings = CompareConfig  # how every model is evaluated and timed: the typed compare config itself
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     console = Console()
     device = select_device(cfg.device)
     settings: Settings = OmegaConf.to_object(cfg)
@@ -77,7 +78,8 @@ def run(cfg: DictConfig) -> Path:
     index = load_split(source, settings.split, log=console.print)
     rows = compare_models(contenders, index, data_yaml, settings, device, run_dir, trained, console)
     title = "Same-recipe head-to-head" if mode == "train" else "Model comparison"
-    write_reports(run_dir, title, rows, settings, source, index, device, cfg, notes, data_yaml)
+    write_reports(run_dir, title, rows, settings, source, index, device, notes, data_yaml, command_line.overrides)
+    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
     console.print(results_table(rows, title))
     console.print(f"results in {run_dir}")
     return run_dir
@@ -251,9 +253,9 @@ def write_reports(
     source: Any,
     index: SplitIndex,
     device: torch.device,
-    cfg: DictConfig,
     notes: list[str],
     data_yaml: Path | None,
+    overrides: tuple[str, ...],
 ) -> None:
     versions = f"torch {torch.__version__}"
     if any(r["kind"].startswith("ultralytics") for r in rows):
@@ -275,7 +277,7 @@ def write_reports(
             f"IoU, max_det, data.yaml {data_yaml}"
         ),
         "versions": versions,
-        "command": "python scripts/compare.py " + " ".join(_overrides()),
+        "command": " ".join(("python scripts/compare.py", *overrides)),
     }
     reading = [
         "mAP50-95 and mAP50 are from our evaluator (COCO metrics by faster-coco-eval: 101-point interpolated "
@@ -297,7 +299,6 @@ def write_reports(
     cmp.write_markdown(run_dir / "compare.md", title, rows, shared, reading)
     cmp.write_csv(run_dir / "compare.csv", rows)
     cmp.plot_map_vs_latency(run_dir / "map_vs_latency.png", rows, str(device))
-    write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 
 TERMINAL_TITLES = {
@@ -341,9 +342,3 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
-
-
-def _overrides() -> list[str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []

@@ -14,9 +14,10 @@ from detector.eval.postprocess import PostProcess
 from detector.eval.report import EvalSettings, check_names, results_table, write_outputs
 from detector.interop.weights import load_weights
 from detector.runs import make_run_dir
+from detector.tasks.command_line import CommandLine
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     console = Console()
     device = select_device(cfg.device)
     model, meta = load_weights(cfg.checkpoint)

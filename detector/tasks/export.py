@@ -10,9 +10,10 @@ from omegaconf import DictConfig
 from detector.export.onnx import export_onnx, export_torchscript
 from detector.interop.weights import load_weights
 from detector.runs import make_run_dir
+from detector.tasks.command_line import CommandLine
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     model, meta = load_weights(cfg.checkpoint)
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
     stem = Path(cfg.checkpoint).stem

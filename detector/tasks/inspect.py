@@ -27,6 +27,7 @@ from detector.inspect.viz import feature_grid, feature_maps, kernel_grid, load_i
 from detector.interop.weights import load_weights
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
+from detector.tasks.command_line import CommandLine
 
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown"}
 
@@ -67,13 +68,11 @@ def output_target(fmt: str | None, out: str | None) -> str | None:
     return fmt
 
 
-def model_label(checkpoint: str | None) -> str:
-    """The checkpoint path, or ``model=NAME`` as chosen on the command line (when run by Hydra)."""
+def model_label(checkpoint: str | None, choices: dict[str, str]) -> str:
+    """The checkpoint path, or ``model=NAME`` as chosen on the command line."""
     if checkpoint:
         return str(checkpoint)
-    from hydra.core.hydra_config import HydraConfig
-
-    choice = HydraConfig.get().runtime.choices.get("model") if HydraConfig.initialized() else None
+    choice = choices.get("model")
     return f"model={choice} (untrained)" if choice else "untrained model"
 
 
@@ -82,7 +81,7 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(getattr(value, "value", value))
 
 
-def run(cfg: DictConfig) -> Path | None:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path | None:
     console = Console()
     size = image_size(cfg.imgsz)
     fmt = output_target(_text(cfg.format), cfg.out)
@@ -105,7 +104,7 @@ def run(cfg: DictConfig) -> Path | None:
     device = select_device(cfg.device)
     model.to(device)
     console.print(
-        f"{model_label(cfg.checkpoint)}: {sum(p.numel() for p in model.parameters()):,} parameters, "
+        f"{model_label(cfg.checkpoint, command_line.choices)}: {sum(p.numel() for p in model.parameters()):,} parameters, "
         f"input {size[0]}x{size[1]}, {device}"
     )
     report = inspect_layers(model, size, zero_tol=cfg.zero_tol)

@@ -18,6 +18,7 @@ from detector.export.onnx import OnnxModel
 from detector.images import decode_image, draw_boxes, save_png
 from detector.interop.weights import load_weights
 from detector.runs import make_run_dir, write_text_atomic
+from detector.tasks.command_line import CommandLine
 
 
 def find_images(source: str) -> list[Path]:
@@ -34,7 +35,7 @@ def find_images(source: str) -> list[Path]:
     return found
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     console = Console()
     images = find_images(cfg.source)
     device = select_device(cfg.device)

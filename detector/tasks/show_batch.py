@@ -10,9 +10,10 @@ from detector.data.build import build_source, load_split, train_dataset
 from detector.data.loader import collate
 from detector.images import draw_boxes, image_grid, save_png
 from detector.runs import make_run_dir
+from detector.tasks.command_line import CommandLine
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     """Draw the first ``batch`` samples of ``split`` through the training pipeline, with the random
     draws of ``epoch`` (mosaic on: the close-mosaic epochs depend on a training length)."""
     source = build_source(cfg.data)

@@ -24,6 +24,7 @@ from detector.losses import DetectionLoss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
+from detector.tasks.command_line import CommandLine
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
 from detector.train.loggers import build_loggers
@@ -42,7 +43,7 @@ from detector.train.surgery import copy_fitting, freeze
 RESUMABLE = ("train.", "device", "logger.")  # what a resumed run may change on the command line
 
 
-def run(cfg: DictConfig) -> Path:
+def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     """Train from a composed, validated config (or resume a run); returns the run directory."""
     console = Console(stderr=True)
     payload = None
@@ -51,7 +52,9 @@ def run(cfg: DictConfig) -> Path:
         payload = read_checkpoint(resume)
         if "train" not in payload:
             raise ConfigError(f"{resume} holds weights only, no training state: use train.init={resume}")
-        cfg = resumed_config(payload["train"]["config"], _command_line_overrides())
+        cfg = resumed_config(
+            payload["train"]["config"], [o for o in command_line.overrides if not o.startswith("resume=")]
+        )
     device = select_device(cfg.device)
     process = setup(device)
     if process.distributed and device.type == "cuda":
@@ -221,14 +224,6 @@ def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, conso
 def _text(value: Any) -> str:
     """A config enum member (or a plain string) as its string value."""
     return str(getattr(value, "value", value))
-
-
-def _command_line_overrides() -> list[str]:
-    from hydra.core.hydra_config import HydraConfig
-
-    if not HydraConfig.initialized():
-        return []
-    return [o for o in HydraConfig.get().overrides.task if not o.startswith("resume=")]
 
 
 def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
