@@ -1,13 +1,20 @@
 """Pure box functions. Names carry formats: ``xyxy`` corners, ``cxcywh`` centre and size, ``ltrb``
 distances from a point to the four sides. All boxes are in pixels of the network input unless
-a name says otherwise."""
+a name says otherwise.
+
+:func:`decode_boxes` is the one decoding of a DFL head's raw output into boxes, shared by the
+head's inference path (``DFLHead.decode``: prediction, evaluation, export) and the loss.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+
+from detector.types import HeadOutput
 
 
 def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:  # [..., 4] -> [..., 4]
@@ -47,3 +54,40 @@ def grid_points(
         points.append(torch.stack((gx, gy), -1).view(-1, 2))
         point_strides.append(torch.full((h * w, 1), float(s), dtype=dtype, device=device))
     return torch.cat(points), torch.cat(point_strides)
+
+
+def expected_distances(box_logits: Tensor, bins: Tensor) -> Tensor:  # [B, 4 * R, A], [R] -> [B, 4, A]
+    """Expectation of the softmax over the ``R`` bins of each side: ``ltrb`` distances in bin units."""
+    b, _, a = box_logits.shape
+    probs = box_logits.view(b, 4, bins.numel(), a).softmax(2)  # [B, 4, R, A]
+    return (probs * bins.view(1, 1, -1, 1)).sum(2)
+
+
+@dataclass
+class DecodedBoxes:
+    """A DFL head output flattened over its levels and decoded (``A`` points, fine to coarse)."""
+
+    box_logits: Tensor  # [B, A, 4 * reg_max] DFL logits
+    cls_logits: Tensor  # [B, A, C] class logits (no sigmoid)
+    points: Tensor  # [A, 2] cell centres, input pixels
+    strides: Tensor  # [A, 1] stride of each point's level
+    distances: Tensor  # [B, A, 4] expected ltrb distances, in strides
+    boxes: Tensor  # [B, A, 4] xyxy, input pixels
+
+
+def decode_boxes(out: HeadOutput, bins: Tensor | None = None) -> DecodedBoxes:
+    """Decode raw DFL predictions: each side's distance is the expectation of its bins (``bins``:
+    their values, ``0 .. reg_max - 1`` unless given), in strides from the cell centre.
+
+    Computed in the output's dtype (pass ``out.float()`` for float32); the logits come back as
+    transposed views of one concatenation per branch.
+    """
+    box_logits = torch.cat([x.flatten(2) for x in out.box], 2)  # [B, 4 * reg_max, A]
+    cls_logits = torch.cat([x.flatten(2) for x in out.cls], 2)  # [B, C, A]
+    shapes = [tuple(x.shape[-2:]) for x in out.box]
+    points, strides = grid_points(shapes, out.strides, box_logits.dtype, box_logits.device)
+    if bins is None:
+        bins = torch.arange(out.reg_max, dtype=box_logits.dtype, device=box_logits.device)
+    distances = expected_distances(box_logits, bins).transpose(1, 2)  # [B, A, 4]
+    boxes = ltrb_to_xyxy(distances * strides, points)
+    return DecodedBoxes(box_logits.transpose(1, 2), cls_logits.transpose(1, 2), points, strides, distances, boxes)

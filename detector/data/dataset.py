@@ -6,17 +6,15 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from detector.errors import DataError
-from detector.data.mosaic import fitted_size
+from detector.data.index import SplitIndex
+from detector.data.transforms import Augmented, Pipeline, mix
 from detector.errors import DataError
 from detector.images import decode_image
-from detector.data.transforms import Augmented, Pipeline, letterbox_params, mix
-from detector.data.index import SplitIndex
+from detector.letterbox import fit_longest_side, fitted_size, letterbox_params
 
 
 class Item(NamedTuple):
@@ -36,16 +34,6 @@ def read_image(path: str) -> np.ndarray:
     if image is None:
         raise DataError(f"cannot read {path} any more (it was readable when the split was checked)")
     return image
-
-
-def fit_longest_side(image: np.ndarray, imgsz: int, enlarge: bool = True) -> np.ndarray:
-    """Resize so that the longer side is ``imgsz`` (area interpolation when shrinking); with
-    ``enlarge=False`` an image that is already smaller stays as it is."""
-    h, w = image.shape[:2]
-    size = fitted_size(h, w, imgsz)
-    if size == (h, w) or (not enlarge and max(h, w) < imgsz):
-        return image
-    return cv2.resize(image, size[::-1], interpolation=cv2.INTER_AREA if size[0] < h else cv2.INTER_LINEAR)
 
 
 def epoch_order(length: int, seed: int, epoch: int) -> np.ndarray:

@@ -24,6 +24,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from detector.letterbox import FILL, fitted_size
+
 Cell = tuple[np.ndarray, np.ndarray, np.ndarray]  # image [H, W, 3] uint8 (any resolution), boxes [N, 4] xyxy px, classes [N]
 
 
@@ -93,12 +95,6 @@ def draw_affine(affine: A.Affine | None, size: int, rng: np.random.Generator) ->
     return AffineDraw(linear, shift)
 
 
-def fitted_size(h: int, w: int, size: int) -> tuple[int, int]:
-    """``(height, width)`` of an ``h x w`` image resized so that its longer side is ``size``."""
-    scale = size / max(h, w)
-    return max(1, round(h * scale)), max(1, round(w * scale))
-
-
 class Mosaic:
     """Four images around a random centre of a ``2 imgsz`` canvas, transformed and cropped to
     ``imgsz`` in one resampling (see the module docstring).
@@ -115,7 +111,7 @@ class Mosaic:
         self,
         p: float = 1.0,
         center_range: Sequence[float] = (0.25, 0.75),
-        fill: float = 114,
+        fill: float = FILL,
         interpolation: int = cv2.INTER_LINEAR,
     ) -> None:
         low, high = (float(v) for v in center_range)

@@ -20,8 +20,7 @@ import cv2
 import numpy as np
 
 from detector.data.mosaic import Cell, Mosaic, check_affine, draw_affine
-
-FILL = 114  # letterbox / border grey
+from detector.letterbox import FILL
 
 
 @dataclass
@@ -33,20 +32,13 @@ class Augmented:
     classes: np.ndarray  # [N] int64
 
 
-def letterbox(imgsz: int) -> list[A.BasicTransform]:
-    """Resize the longer side to ``imgsz`` and pad, centred, to a square with grey."""
+def letterbox_transforms(imgsz: int) -> list[A.BasicTransform]:
+    """The letterbox of :mod:`detector.letterbox` as albumentations transforms, so that boxes follow:
+    the longer side resized to ``imgsz``, then centred on a ``FILL`` square (top-left padding rounded down)."""
     return [
         A.LongestMaxSize(max_size=imgsz, interpolation=cv2.INTER_LINEAR),
         A.PadIfNeeded(imgsz, imgsz, position="center", border_mode=cv2.BORDER_CONSTANT, fill=FILL),
     ]
-
-
-def letterbox_params(orig_size: tuple[int, int], loaded_size: tuple[int, int], imgsz: int) -> np.ndarray:
-    """``[scale_x, scale_y, pad_x, pad_y]`` mapping original-image pixels to letterboxed input pixels
-    (``x_in = x_orig * scale_x + pad_x``), for an image resized from ``orig_size`` to ``loaded_size``
-    (both ``(h, w)``) and then padded by :func:`letterbox` (centred, top-left padding floored)."""
-    (h0, w0), (h1, w1) = orig_size, loaded_size
-    return np.array([w1 / w0, h1 / h0, (imgsz - w1) // 2, (imgsz - h1) // 2], dtype=np.float32)
 
 
 Partners = Callable[[], Sequence[Cell]]  # loads the three other images of a mosaic, when one is drawn
@@ -89,7 +81,9 @@ class Pipeline:
             filter_invalid_bboxes=True,
             check_each_transform=False,  # filter once, at the end: boxes stay clipped to the image throughout
         )
-        self._plain = A.Compose([*letterbox(imgsz), *geometric, *transforms], bbox_params=bbox_params, strict=True)
+        self._plain = A.Compose(
+            [*letterbox_transforms(imgsz), *geometric, *transforms], bbox_params=bbox_params, strict=True
+        )
         self._after = A.Compose(list(transforms), bbox_params=bbox_params, strict=True) if transforms else None
         self.mosaic = mosaic
         self.mosaic_p = 0.0 if mosaic is None else float(mosaic.p)

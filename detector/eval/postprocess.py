@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 from torchvision.ops import batched_nms
 
+from detector.letterbox import undo_letterbox
 from detector.types import Detections
 
 
@@ -56,14 +57,3 @@ class PostProcess:
         groups = torch.zeros_like(cls) if self.agnostic else cls
         keep = batched_nms(candidates, score.float(), groups, self.iou)[: self.max_det]  # sorted by score
         return Detections(candidates[keep], score[keep], cls[keep].long())
-
-
-def undo_letterbox(boxes: Tensor, letterbox: Tensor, orig_size: Tensor | None = None) -> Tensor:
-    """Map ``[N, 4]`` xyxy network-input pixels back to the original image (and clip to it)."""
-    sx, sy, px, py = letterbox.tolist()
-    out = (boxes - boxes.new_tensor([px, py, px, py])) / boxes.new_tensor([sx, sy, sx, sy])
-    if orig_size is not None:
-        h, w = (float(v) for v in orig_size)
-        out[:, 0::2] = out[:, 0::2].clamp(0, w)
-        out[:, 1::2] = out[:, 1::2].clamp(0, h)
-    return out

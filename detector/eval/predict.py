@@ -9,10 +9,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from detector.data.dataset import fit_longest_side, fitted_size
-from detector.data.transforms import build_val_pipeline, letterbox_params
 from detector.device import memory_format
 from detector.eval.postprocess import PostProcess
+from detector.letterbox import letterbox
 from detector.models.detector import Decoded, Detector
 from detector.types import Detections
 
@@ -44,13 +43,11 @@ class Predictor:
             self.model = model
             imgsz = int(getattr(model, "imgsz", imgsz))  # an exported graph's own input size
         self.imgsz = imgsz
-        self.letterbox = build_val_pipeline(self.imgsz)
 
     @torch.no_grad()
     def __call__(self, image: np.ndarray) -> Detections:
         h, w = image.shape[:2]
-        fitted = fit_longest_side(image, self.imgsz)
-        boxed = self.letterbox(fitted, np.zeros((0, 4), np.float32), np.zeros(0, np.int64), seed=0).image
+        boxed, params = letterbox(image, self.imgsz)
         x = torch.from_numpy(boxed).permute(2, 0, 1)[None].to(self.device).float().div_(255)
         if not self.torch_model:
             boxes, scores = self.model(x)
@@ -58,8 +55,10 @@ class Predictor:
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 boxes, scores = self.model(x.contiguous(memory_format=self.memory_format))
             boxes, scores = boxes.float(), scores.float()
-        letterbox = torch.from_numpy(letterbox_params((h, w), fitted_size(h, w, self.imgsz), self.imgsz))[None]
         det = self.post(
-            boxes.to(self.device), scores.to(self.device), letterbox.to(self.device), torch.tensor([[h, w]])
+            boxes.to(self.device),
+            scores.to(self.device),
+            torch.from_numpy(params)[None].to(self.device),
+            torch.tensor([[h, w]]),
         )[0]
         return Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 from rich.table import Table
 
-from detector.data.dataset import fit_longest_side, read_image
+from detector.data.dataset import read_image
 from detector.data.index import SplitIndex
 from detector.errors import ConfigError
 from detector.eval.coco import EvalResult
 from detector.eval.plots import confusion_matrix, plot_confusion_matrix, pr_curves
 from detector.images import draw_boxes, image_grid, save_png
+from detector.letterbox import fit_longest_side, place_centred
 from detector.runs import write_text_atomic
 
 
@@ -94,8 +95,4 @@ def write_outputs(
 
 def letterboxed(image: np.ndarray, size: int) -> np.ndarray:
     """The image fitted into a white ``size x size`` tile, for grids."""
-    fitted = fit_longest_side(image, size)
-    tile = np.full((size, size, 3), 255, np.uint8)
-    h, w = fitted.shape[:2]
-    tile[(size - h) // 2 : (size - h) // 2 + h, (size - w) // 2 : (size - w) // 2 + w] = fitted
-    return tile
+    return place_centred(fit_longest_side(image, size), size, fill=255)

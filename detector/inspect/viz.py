@@ -17,8 +17,7 @@ from torch import Tensor, nn
 from detector.errors import ConfigError
 from detector.images import decode_image, image_grid
 from detector.inspect.stats import CONV_TYPES
-
-LETTERBOX_GREY = 114
+from detector.letterbox import fit_longest_side, place_centred
 
 
 def _colormap(name: str, values: np.ndarray) -> np.ndarray:
@@ -105,14 +104,8 @@ def load_image(path: str | Path, size: Sequence[int], key: str = "image") -> Ten
     image = decode_image(path) if path.is_file() else None
     if image is None:
         raise ConfigError(f"{key}={path}: {'no such file' if not path.exists() else 'not an image OpenCV can read'}")
-    h, w = image.shape[:2]
-    height, width = int(size[0]), int(size[1])
-    scale = min(height / h, width / w)
-    nh, nw = max(1, round(h * scale)), max(1, round(w * scale))
-    resized = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
-    canvas = np.full((height, width, 3), LETTERBOX_GREY, np.uint8)
-    top, left = (height - nh) // 2, (width - nw) // 2
-    canvas[top : top + nh, left : left + nw] = resized
+    hw = (int(size[0]), int(size[1]))
+    canvas = place_centred(fit_longest_side(image, hw), hw)
     return torch.from_numpy(canvas).permute(2, 0, 1)[None].float().div(255)
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision.ops import complete_box_iou_loss
 
-from detector.boxes import grid_points, ltrb_to_xyxy, xyxy_to_ltrb
+from detector.boxes import decode_boxes, xyxy_to_ltrb
 from detector.losses.assigner import TaskAlignedAssigner
 from detector.types import HeadOutput, Targets
 
@@ -55,18 +55,16 @@ class DetectionLoss:
         """Total loss to backpropagate (``sum of components * batch_size``) and the detached, gain-scaled
         components ``{"box", "cls", "dfl"}`` (not multiplied by ``batch_size``)."""
         self._check(out, batch_size)
-        box_logits, cls_logits = flatten_levels(out)  # [B, A, 4 * reg_max], [B, A, C] float32
-        shapes = [tuple(x.shape[-2:]) for x in out.box]
-        points, strides = grid_points(shapes, out.strides, box_logits.dtype, box_logits.device)  # [A, 2], [A, 1]
+        decoded = decode_boxes(out.float())  # computed in float32
+        box_logits, cls_logits = decoded.box_logits, decoded.cls_logits  # [B, A, 4 * reg_max], [B, A, C]
+        points, strides = decoded.points, decoded.strides  # [A, 2] input pixels, [A, 1]
         anchors = points / strides  # [A, 2] cell centres in stride units
-
-        distances = expected_distances(box_logits, self.reg_max)  # [B, A, 4] ltrb, stride units
-        pred_boxes = ltrb_to_xyxy(distances, anchors)  # [B, A, 4] xyxy, stride units
+        pred_boxes = decoded.boxes / strides  # [B, A, 4] xyxy, stride units
 
         gt_classes, gt_boxes, gt_mask = pad_targets(targets.to(box_logits.device), batch_size)
         assigned = self.assigner(
             cls_logits.detach().sigmoid(),
-            pred_boxes.detach() * strides,
+            decoded.boxes.detach(),
             points,
             gt_classes,
             gt_boxes.to(box_logits.dtype),
@@ -106,20 +104,6 @@ class DetectionLoss:
             )
         if out.box[0].shape[0] != batch_size:
             raise ValueError(f"batch_size={batch_size} but the head output holds {out.box[0].shape[0]} images")
-
-
-def flatten_levels(out: HeadOutput) -> tuple[Tensor, Tensor]:
-    """Concatenate the levels, fine to coarse, points last-but-one; computed in float32."""
-    box = torch.cat([x.flatten(2) for x in out.box], 2).transpose(1, 2).float()  # [B, A, 4 * reg_max]
-    cls = torch.cat([x.flatten(2) for x in out.cls], 2).transpose(1, 2).float()  # [B, A, C]
-    return box, cls
-
-
-def expected_distances(box_logits: Tensor, reg_max: int) -> Tensor:  # [B, A, 4 * reg_max] -> [B, A, 4]
-    """Expectation of the softmax over ``reg_max`` bins (0, 1, ..., reg_max - 1) of each side."""
-    b, a, _ = box_logits.shape
-    bins = torch.arange(reg_max, dtype=box_logits.dtype, device=box_logits.device)
-    return box_logits.view(b, a, 4, reg_max).softmax(-1) @ bins
 
 
 def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:  # [N, 4, R], [N, 4] -> [N]

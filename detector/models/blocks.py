@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from detector.boxes import expected_distances
+
 
 def same_padding(kernel: int, dilation: int = 1) -> int:
     """Padding that keeps the spatial size for stride 1 (odd kernels)."""
@@ -224,7 +226,8 @@ class C2PSA(nn.Module):
 class DFL(nn.Module):
     """Distribution focal loss integral: the expected value of a softmax over ``reg_max`` bins.
 
-    The bins are held as the fixed weight of a 1x1 conv (not trained), as in the reference model.
+    The bin values are held as the fixed weight of a 1x1 conv (not trained, never called), as in the
+    reference model, whose checkpoints carry it; :func:`detector.boxes.expected_distances` reads them.
     """
 
     def __init__(self, reg_max: int = 16) -> None:
@@ -234,10 +237,12 @@ class DFL(nn.Module):
         with torch.no_grad():
             self.conv.weight.copy_(torch.arange(reg_max, dtype=torch.float32).view(1, reg_max, 1, 1))
 
+    @property
+    def bins(self) -> Tensor:  # [reg_max] the value of each bin
+        return self.conv.weight.view(self.reg_max)
+
     def forward(self, x: Tensor) -> Tensor:  # [B, 4 * reg_max, A] logits -> [B, 4, A] distances in bins
-        b, _, a = x.shape
-        probs = x.view(b, 4, self.reg_max, a).softmax(2)
-        return (probs * self.conv.weight.view(1, 1, self.reg_max, 1)).sum(2)
+        return expected_distances(x, self.bins)
 
 
 def make_divisible(x: float, divisor: int = 8) -> int:

@@ -6,10 +6,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import torch
 from torch import Tensor, nn
 
-from detector.boxes import grid_points, ltrb_to_xyxy
+from detector.boxes import decode_boxes
 from detector.models.blocks import DFL, ConvBNAct, depthwise_conv
 from detector.types import HeadOutput
 
@@ -75,12 +74,7 @@ class DFLHead(nn.Module):
         )
 
     def decode(self, out: HeadOutput) -> tuple[Tensor, Tensor]:
-        """Boxes ``[B, A, 4]`` xyxy in input pixels and class probabilities ``[B, A, num_classes]``."""
-        b = out.box[0].shape[0]
-        shapes = [tuple(x.shape[-2:]) for x in out.box]
-        box_logits = torch.cat([x.flatten(2) for x in out.box], 2)  # [B, 4 * reg_max, A]
-        cls_logits = torch.cat([x.flatten(2) for x in out.cls], 2)  # [B, nc, A]
-        points, point_strides = grid_points(shapes, out.strides, box_logits.dtype, box_logits.device)
-        distances = self.dfl(box_logits).transpose(1, 2) * point_strides  # [B, A, 4] ltrb pixels
-        boxes = ltrb_to_xyxy(distances, points.expand(b, -1, -1))
-        return boxes, cls_logits.transpose(1, 2).sigmoid()
+        """Boxes ``[B, A, 4]`` xyxy in input pixels and class probabilities ``[B, A, num_classes]``
+        (:func:`detector.boxes.decode_boxes` with this head's bins)."""
+        decoded = decode_boxes(out, self.dfl.bins)
+        return decoded.boxes, decoded.cls_logits.sigmoid()

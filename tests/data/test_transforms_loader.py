@@ -12,8 +12,9 @@ from detector.data.build import build_augment, train_dataset, val_dataset
 from detector.data.dataset import DetectionDataset
 from detector.data.loader import build_loader, set_epoch
 from detector.data.sources import YoloSource
-from detector.data.transforms import build_train_pipeline, build_val_pipeline, letterbox_params
+from detector.data.transforms import build_train_pipeline, build_val_pipeline
 from detector.data.verify import verify_split
+from detector.letterbox import letterbox_params
 from tests.data.fixtures import NAMES, write_twin_datasets
 
 IMGSZ = 160

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from detector.eval.postprocess import PostProcess, undo_letterbox
+from detector.eval.postprocess import PostProcess
+from detector.letterbox import undo_letterbox
 
 
 def scores_for(rows: list[list[float]]) -> torch.Tensor:

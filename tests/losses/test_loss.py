@@ -10,9 +10,9 @@ import torch
 from torch import Tensor
 
 from detector import build_model
-from detector.boxes import grid_points, ltrb_to_xyxy, xyxy_to_cxcywh
+from detector.boxes import decode_boxes, grid_points, xyxy_to_cxcywh
 from detector.losses import Assignment, DetectionLoss, TaskAlignedAssigner
-from detector.losses.loss import expected_distances, flatten_levels, pad_targets
+from detector.losses.loss import pad_targets
 from detector.types import HeadOutput, Targets
 
 NUM_CLASSES = 3
@@ -133,11 +133,11 @@ def test_assignment_and_gradients_match_ultralytics_on_the_same_tensors(models) 
 
 def _assign_like_the_loss(loss: DetectionLoss, out: HeadOutput, targets: Targets) -> Assignment:
     """Re-run the assignment the loss made (the assigner is deterministic)."""
-    box_logits, cls_logits = flatten_levels(out)
-    points, strides = grid_points([tuple(x.shape[-2:]) for x in out.box], out.strides)
-    pred = ltrb_to_xyxy(expected_distances(box_logits, out.reg_max), points / strides) * strides
-    classes, boxes, mask = pad_targets(targets, box_logits.shape[0])
-    return loss.assigner(cls_logits.sigmoid(), pred, points, classes, boxes, mask, min_box_size=out.strides[1])
+    decoded = decode_boxes(out)
+    classes, boxes, mask = pad_targets(targets, decoded.boxes.shape[0])
+    return loss.assigner(
+        decoded.cls_logits.sigmoid(), decoded.boxes, decoded.points, classes, boxes, mask, min_box_size=out.strides[1]
+    )
 
 
 # ---------------------------------------------------------------- gradients and empty batches

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from detector.boxes import decode_boxes
 from detector.models.blocks import (
     C2PSA,
     DFL,
@@ -18,6 +19,7 @@ from detector.models.blocks import (
     scale_channels,
     scale_depth,
 )
+from detector.models.heads import DFLHead
 
 
 @pytest.mark.parametrize(
@@ -88,6 +90,22 @@ def test_dfl_is_expected_bin() -> None:
     uniform = dfl(torch.zeros(1, 16, 1))
     assert torch.allclose(uniform, torch.full((1, 4, 1), 1.5))  # mean of 0, 1, 2, 3
     assert not dfl.conv.weight.requires_grad
+
+
+def test_head_decode_is_decode_boxes_with_the_dfl_bins_of_the_state_dict() -> None:
+    """The fixed DFL conv stays in the state_dict (Ultralytics checkpoints carry it) and holds the bin
+    values the head's decoding uses; the loss decodes with the same function and bins 0 .. reg_max - 1."""
+    head = DFLHead(in_channels=[8, 16], strides=[8, 16], num_classes=2, reg_max=4)
+    assert torch.equal(head.state_dict()["dfl.conv.weight"].flatten(), torch.arange(4.0))
+    out = head([torch.rand(1, 8, 4, 6), torch.rand(1, 16, 2, 3)])
+    boxes, scores = head.decode(out)
+    decoded = decode_boxes(out)
+    assert torch.equal(boxes, decoded.boxes) and torch.equal(scores, decoded.cls_logits.sigmoid())
+    with torch.no_grad():
+        head.dfl.conv.weight.mul_(2.0)
+    doubled, _ = head.decode(out)
+    points = decoded.points.expand_as(decoded.boxes[..., :2])
+    torch.testing.assert_close(doubled - points.repeat(1, 1, 2), (decoded.boxes - points.repeat(1, 1, 2)) * 2)
 
 
 def test_scaling_rules() -> None:
