@@ -218,6 +218,24 @@ class TrainLoopConfig:
 
 
 @dataclass
+class PostProcessConfig:
+    """The detections a command keeps: the flat keys ``conf``, ``iou``, ``max_det`` of every command
+    that predicts (evaluate, predict, compare, benchmark's predict and val). The defaults are
+    Ultralytics' validation settings."""
+
+    conf: float = 0.001  # minimum class score of a detection
+    iou: float = 0.7  # NMS IoU threshold
+    max_det: int = 300  # detections kept per image
+
+
+@dataclass
+class AgnosticPostProcessConfig(PostProcessConfig):
+    """:class:`PostProcessConfig` and the choice of one NMS over all classes."""
+
+    agnostic: bool = False  # one NMS over all classes instead of one per class
+
+
+@dataclass
 class RunConfig:
     """Settings every entry point shares, at the top level."""
 
@@ -261,30 +279,23 @@ class ShowBatchConfig(RunConfig):
 
 
 @dataclass
-class EvaluateConfig(RunConfig):
+class EvaluateConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "evaluate"
     checkpoint: str = MISSING
     data: Any = MISSING
     split: str = "val"
     batch: int = 16
     workers: int = 4
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
-    agnostic: bool = False
     plots: bool = True
     amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16
 
 
 @dataclass
-class PredictConfig(RunConfig):
+class PredictConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "predict"
+    conf: float = 0.25  # prediction keeps only confident detections (validation scores down to 0.001)
     checkpoint: str = MISSING  # a detector checkpoint (.pt) or an exported .onnx
     source: str = MISSING  # an image, a folder, or a glob
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
-    agnostic: bool = False
     save_images: bool = True
     amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16
 
@@ -329,25 +340,20 @@ class BenchLoaderConfig:
 
 
 @dataclass
-class BenchPredictConfig:
+class BenchPredictConfig(PostProcessConfig):
+    conf: float = 0.25  # as scripts/predict.py
     imgsz: int = 640
     image: Optional[str] = None  # null: a generated shapes image of imgsz x imgsz pixels
     calls: int = 10  # timed predictions per repeat
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
 
 
 @dataclass
-class BenchValConfig:
+class BenchValConfig(PostProcessConfig):
     split: str = "val"
     imgsz: int = 320
     batch: int = 16  # on the CPU
     batch_cuda: int = 32  # on a GPU
     workers: int = 2  # on a GPU; on the CPU both use none (Ultralytics' validator ignores workers there)
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
 
 
 @dataclass
@@ -408,7 +414,7 @@ class CompareRecipeConfig:
 
 
 @dataclass
-class CompareConfig(RunConfig):
+class CompareConfig(PostProcessConfig, RunConfig):
     task: str = "compare"
     mode: CompareMode = CompareMode.eval
     models: list[str] = field(default_factory=list)  # our .pt, an Ultralytics .pt or YAML name, our model config
@@ -416,9 +422,6 @@ class CompareConfig(RunConfig):
     split: str = "val"
     batch: int = 16
     workers: int = 4
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
     latency_warmup: int = 10
     latency_repeats: int = 50
     ultralytics_val: bool = True  # also run Ultralytics' own validator on Ultralytics models
