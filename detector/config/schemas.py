@@ -2,7 +2,15 @@
 
 Hydra validates every composed config against them (unknown keys and wrong types are refused
 before any work starts); tasks turn the composed config into these objects with
-``OmegaConf.to_object``."""
+``OmegaConf.to_object``.
+
+Where each default lives: a default is written here, once, and nowhere else. A YAML file under
+``configs/`` sets only what differs from its schema: a task's file the values that task chooses
+(``train.yaml``: the short CPU run), a group option what makes that option (``augment/none.yaml``:
+``close_mosaic: 0``). A field a config must always give is ``MISSING`` here. The library functions
+a config feeds (``detector.data``: ``min_size``, ``min_visibility``, ``mixup``) take those values
+without defaults of their own.
+"""
 
 from __future__ import annotations
 
@@ -287,7 +295,7 @@ class EvaluateConfig(AgnosticPostProcessConfig, RunConfig):
     batch: int = 16
     workers: int = 4
     plots: bool = True
-    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16
+    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
 
 
 @dataclass
@@ -297,7 +305,7 @@ class PredictConfig(AgnosticPostProcessConfig, RunConfig):
     checkpoint: str = MISSING  # a detector checkpoint (.pt) or an exported .onnx
     source: str = MISSING  # an image, a folder, or a glob
     save_images: bool = True
-    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16
+    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
 
 
 class ExportFormat(str, Enum):
@@ -460,14 +468,14 @@ class InspectConfig(RunConfig):
     model: Optional[ModelConfig] = None  # model=NAME: an untrained model from configs/model/
     data: _ClassCount = field(default_factory=_ClassCount)  # the class count of model=NAME
     fuse: bool = False  # fold BatchNorm into the convs first
-    layers: Any = None  # a module-path glob or a list of them (backbone.*)
+    layers: Any = None  # module-path glob(s): layers='backbone.*' or layers='[neck.*,head.cls.*]'
     kind: Optional[ConvKind] = None
     format: Optional[InspectFormat] = None  # null: from the suffix of out, else the terminal tables only
-    out: Optional[str] = None  # the file for format=csv|json|markdown (default: the run directory)
+    out: Optional[str] = None  # the file for format=csv|json|markdown (default: runs/inspect/<name>/layers.<ext>)
     zero_tol: float = 1e-3  # |w| (and |gamma|) at or below this counts as zero
     kernels: Optional[str] = None  # a conv path: PNG of its filters ('first' or empty: the first conv)
-    image: Optional[str] = None  # an image for feature_maps
-    feature_maps: list[str] = field(default_factory=list)  # module paths whose outputs for image are drawn
+    image: Optional[str] = None  # an image whose feature maps are drawn (feature_maps)
+    feature_maps: list[str] = field(default_factory=list)  # module paths drawn for image (default: the first conv)
     compare_to: Optional[str] = None  # a checkpoint of the same architecture: relative weight change per conv
 
 

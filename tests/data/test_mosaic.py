@@ -89,8 +89,8 @@ def test_images_at_any_resolution_give_the_same_labels() -> None:
     for seed in range(5):
         draw = draw_affine(A.Affine(scale=(0.5, 1.5), translate_percent=(-0.1, 0.1), p=1.0), SIZE,
                            np.random.default_rng(seed))
-        a = Mosaic()(small, SIZE, draw, np.random.default_rng(seed))
-        b = Mosaic()(large, SIZE, draw, np.random.default_rng(seed))
+        a = Mosaic()(small, SIZE, draw, np.random.default_rng(seed), 0.1, 3.0)
+        b = Mosaic()(large, SIZE, draw, np.random.default_rng(seed), 0.1, 3.0)
         np.testing.assert_array_equal(a[2], b[2])
         np.testing.assert_allclose(a[1], b[1], atol=1.0)
         assert np.abs(a[0].astype(float) - b[0]).mean() < 6.0
