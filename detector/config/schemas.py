@@ -488,6 +488,16 @@ class ModelOnlyConfig:
     data: _ClassCount = field(default_factory=_ClassCount)
 
 
+@dataclass
+class AugmentOnlyConfig:
+    """Primary config ``augment_only``: one augment option (``augment=NAME``, default ``default``) and
+    the ``imgsz`` its transforms interpolate, to build the augmentation outside a task."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"augment": "default"}])
+    imgsz: int = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+
 _SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/backbone": {"csp_darknet": CSPDarknetConfig, "torchvision": TorchvisionBackboneConfig},
     "schema/neck": {"pan": PANConfig, "fpn": FPNConfig},

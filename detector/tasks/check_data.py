@@ -9,7 +9,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from detector.data.build import build_source
+from detector.config import instantiate_node
 from detector.data.index import SplitIndex
 from detector.data.verify import PROBLEM_KINDS, verify_split
 from detector.runs import make_run_dir
@@ -51,7 +51,7 @@ def split_table(index: SplitIndex) -> Table:
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     """Check every configured split, print its table and every problem, write the reports."""
     console = Console()
-    source = build_source(cfg.data)
+    source = instantiate_node(cfg.data, "data")
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
     for split in cfg.splits:
         index = verify_split(source.split(split))

@@ -7,7 +7,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 from rich.console import Console
 
-from detector.data.build import build_source, load_split, val_dataset
+from detector.config import instantiate_node
+from detector.data.build import load_split, val_dataset
 from detector.device import autocast_dtype, select_device
 from detector.eval.coco import evaluate
 from detector.eval.postprocess import PostProcess
@@ -21,7 +22,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     console = Console()
     device = select_device(cfg.device)
     model, meta = load_weights(cfg.checkpoint)
-    source = build_source(cfg.data)
+    source = instantiate_node(cfg.data, "data")
     check_names(meta["names"], list(cfg.data.names), cfg.checkpoint)
     index = load_split(source, cfg.split, log=console.print)
     post = PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, agnostic=cfg.agnostic)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from detector.data.build import build_source, load_split, train_dataset
+from detector.config import instantiate_node
+from detector.data.build import AugmentSettings, load_split, train_dataset
 from detector.data.loader import collate
 from detector.images import draw_boxes, image_grid, save_png
 from detector.runs import make_run_dir
@@ -16,9 +17,10 @@ from detector.tasks.command_line import CommandLine
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     """Draw the first ``batch`` samples of ``split`` through the training pipeline, with the random
     draws of ``epoch`` (mosaic on: the close-mosaic epochs depend on a training length)."""
-    source = build_source(cfg.data)
+    source = instantiate_node(cfg.data, "data")
     index = load_split(source, cfg.split)
-    dataset = train_dataset(index, cfg.augment, cfg.imgsz, seed=cfg.seed, epochs=None)
+    augment = AugmentSettings(**instantiate_node(cfg.augment, "augment"))
+    dataset = train_dataset(index, augment, cfg.imgsz, seed=cfg.seed, epochs=None)
     dataset.set_epoch(cfg.epoch)
     batch = collate([dataset[i % len(dataset)] for i in range(cfg.batch)])
     images = []
