@@ -27,8 +27,8 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from detector.config import compose
-from detector.data.build import build_source, load_split
+from detector.config import compose, instantiate_node
+from detector.data.build import AugmentSettings, load_split
 from detector.errors import ConfigError
 from detector.runs import write_text_atomic
 from detector.tools.benchmark.measure import images_per_second, training_loaders
@@ -59,11 +59,12 @@ def main() -> None:
         cfg = compose("train", [f"imgsz={args.imgsz}", f"augment={args.augment}"])
     except ConfigError as err:
         parser.error(str(err))
-    source = build_source(cfg.data)
+    source = instantiate_node(cfg.data, "data")
     index = load_split(source, "train")
     # the same loaders and measurement as the loader figure of scripts/benchmark.py
+    augment = AugmentSettings(**instantiate_node(cfg.augment, "augment"))
     loaders = training_loaders(
-        source, index, cfg.augment, args.imgsz, args.batch, args.workers, seed=args.seed, epochs=cfg.train.epochs
+        source, index, augment, args.imgsz, args.batch, args.workers, seed=args.seed, epochs=cfg.train.epochs
     )
     if len(loaders["ours"].loader) < args.warmup + args.batches:
         parser.error(f"an epoch has {len(loaders['ours'].loader)} batches: --warmup + --batches must not exceed it")

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from detector.config.errors import first_line
 from detector.errors import ConfigError, DataError
 
 
-def instantiate_node(node: DictConfig, key: str) -> Any:
-    """``hydra.utils.instantiate`` (plain containers); a failure names the node that failed in one line.
+def instantiate_node(node: Any, key: str) -> Any:
+    """``hydra.utils.instantiate`` (plain containers) of the config node at ``key``: a ``DictConfig``,
+    or the same node as ``OmegaConf.to_object`` gives it (a schema dataclass or a dict). A failure
+    names the node that failed in one line (``cannot build augment.mosaic: ...``).
 
     A :class:`detector.errors.DataError` from a constructor passes through unchanged.
     """
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
 
+    if not isinstance(node, DictConfig):  # placed under its key, so that errors name the same path
+        node = OmegaConf.create({key: node}, flags={"allow_objects": True})[key]
     try:
         return instantiate(node, _convert_="all")
     except InstantiationException as err:

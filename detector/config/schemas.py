@@ -2,7 +2,15 @@
 
 Hydra validates every composed config against them (unknown keys and wrong types are refused
 before any work starts); tasks turn the composed config into these objects with
-``OmegaConf.to_object``."""
+``OmegaConf.to_object``.
+
+Where each default lives: a default is written here, once, and nowhere else. A YAML file under
+``configs/`` sets only what differs from its schema: a task's file the values that task chooses
+(``train.yaml``: the short CPU run), a group option what makes that option (``augment/none.yaml``:
+``close_mosaic: 0``). A field a config must always give is ``MISSING`` here. The library functions
+a config feeds (``detector.data``: ``min_size``, ``min_visibility``, ``mixup``) take those values
+without defaults of their own.
+"""
 
 from __future__ import annotations
 
@@ -218,6 +226,24 @@ class TrainLoopConfig:
 
 
 @dataclass
+class PostProcessConfig:
+    """The detections a command keeps: the flat keys ``conf``, ``iou``, ``max_det`` of every command
+    that predicts (evaluate, predict, compare, benchmark's predict and val). The defaults are
+    Ultralytics' validation settings."""
+
+    conf: float = 0.001  # minimum class score of a detection
+    iou: float = 0.7  # NMS IoU threshold
+    max_det: int = 300  # detections kept per image
+
+
+@dataclass
+class AgnosticPostProcessConfig(PostProcessConfig):
+    """:class:`PostProcessConfig` and the choice of one NMS over all classes."""
+
+    agnostic: bool = False  # one NMS over all classes instead of one per class
+
+
+@dataclass
 class RunConfig:
     """Settings every entry point shares, at the top level."""
 
@@ -261,32 +287,25 @@ class ShowBatchConfig(RunConfig):
 
 
 @dataclass
-class EvaluateConfig(RunConfig):
+class EvaluateConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "evaluate"
     checkpoint: str = MISSING
     data: Any = MISSING
     split: str = "val"
     batch: int = 16
     workers: int = 4
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
-    agnostic: bool = False
     plots: bool = True
-    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16
+    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
 
 
 @dataclass
-class PredictConfig(RunConfig):
+class PredictConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "predict"
+    conf: float = 0.25  # prediction keeps only confident detections (validation scores down to 0.001)
     checkpoint: str = MISSING  # a detector checkpoint (.pt) or an exported .onnx
     source: str = MISSING  # an image, a folder, or a glob
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
-    agnostic: bool = False
     save_images: bool = True
-    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16
+    amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
 
 
 class ExportFormat(str, Enum):
@@ -329,25 +348,20 @@ class BenchLoaderConfig:
 
 
 @dataclass
-class BenchPredictConfig:
+class BenchPredictConfig(PostProcessConfig):
+    conf: float = 0.25  # as scripts/predict.py
     imgsz: int = 640
     image: Optional[str] = None  # null: a generated shapes image of imgsz x imgsz pixels
     calls: int = 10  # timed predictions per repeat
-    conf: float = 0.25
-    iou: float = 0.7
-    max_det: int = 300
 
 
 @dataclass
-class BenchValConfig:
+class BenchValConfig(PostProcessConfig):
     split: str = "val"
     imgsz: int = 320
     batch: int = 16  # on the CPU
     batch_cuda: int = 32  # on a GPU
     workers: int = 2  # on a GPU; on the CPU both use none (Ultralytics' validator ignores workers there)
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
 
 
 @dataclass
@@ -408,7 +422,7 @@ class CompareRecipeConfig:
 
 
 @dataclass
-class CompareConfig(RunConfig):
+class CompareConfig(PostProcessConfig, RunConfig):
     task: str = "compare"
     mode: CompareMode = CompareMode.eval
     models: list[str] = field(default_factory=list)  # our .pt, an Ultralytics .pt or YAML name, our model config
@@ -416,9 +430,6 @@ class CompareConfig(RunConfig):
     split: str = "val"
     batch: int = 16
     workers: int = 4
-    conf: float = 0.001
-    iou: float = 0.7
-    max_det: int = 300
     latency_warmup: int = 10
     latency_repeats: int = 50
     ultralytics_val: bool = True  # also run Ultralytics' own validator on Ultralytics models
@@ -457,14 +468,14 @@ class InspectConfig(RunConfig):
     model: Optional[ModelConfig] = None  # model=NAME: an untrained model from configs/model/
     data: _ClassCount = field(default_factory=_ClassCount)  # the class count of model=NAME
     fuse: bool = False  # fold BatchNorm into the convs first
-    layers: Any = None  # a module-path glob or a list of them (backbone.*)
+    layers: Any = None  # module-path glob(s): layers='backbone.*' or layers='[neck.*,head.cls.*]'
     kind: Optional[ConvKind] = None
     format: Optional[InspectFormat] = None  # null: from the suffix of out, else the terminal tables only
-    out: Optional[str] = None  # the file for format=csv|json|markdown (default: the run directory)
+    out: Optional[str] = None  # the file for format=csv|json|markdown (default: runs/inspect/<name>/layers.<ext>)
     zero_tol: float = 1e-3  # |w| (and |gamma|) at or below this counts as zero
     kernels: Optional[str] = None  # a conv path: PNG of its filters ('first' or empty: the first conv)
-    image: Optional[str] = None  # an image for feature_maps
-    feature_maps: list[str] = field(default_factory=list)  # module paths whose outputs for image are drawn
+    image: Optional[str] = None  # an image whose feature maps are drawn (feature_maps)
+    feature_maps: list[str] = field(default_factory=list)  # module paths drawn for image (default: the first conv)
     compare_to: Optional[str] = None  # a checkpoint of the same architecture: relative weight change per conv
 
 
@@ -475,6 +486,16 @@ class ModelOnlyConfig:
     defaults: list[Any] = field(default_factory=lambda: ["_self_", {"model": MISSING}])
     model: ModelConfig = field(default_factory=ModelConfig)
     data: _ClassCount = field(default_factory=_ClassCount)
+
+
+@dataclass
+class AugmentOnlyConfig:
+    """Primary config ``augment_only``: one augment option (``augment=NAME``, default ``default``) and
+    the ``imgsz`` its transforms interpolate, to build the augmentation outside a task."""
+
+    defaults: list[Any] = field(default_factory=lambda: ["_self_", {"augment": "default"}])
+    imgsz: int = MISSING
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
 _SCHEMAS: dict[str, dict[str, Any]] = {

@@ -9,6 +9,7 @@ from omegaconf import OmegaConf
 
 from detector.config.schemas import (
     _SCHEMAS,
+    AugmentOnlyConfig,
     BenchmarkConfig,
     CheckDataConfig,
     CompareConfig,
@@ -39,6 +40,7 @@ def register_configs() -> None:
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainConfig)
     cs.store(name="model_only", node=ModelOnlyConfig)
+    cs.store(name="augment_only", node=AugmentOnlyConfig)
     cs.store(name="check_data_schema", node=CheckDataConfig)
     cs.store(name="show_batch_schema", node=ShowBatchConfig)
     cs.store(name="evaluate_schema", node=EvaluateConfig)

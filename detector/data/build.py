@@ -1,26 +1,44 @@
-"""From config nodes to sources, checked splits, datasets: what the entry points call."""
+"""From a source and instantiated augmentation to checked splits and datasets: what the tasks call.
+
+The tasks instantiate the config's ``data`` node (a source) and ``augment`` node (its transforms),
+and pass the results here; nothing below takes a config.
+"""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig
+import albumentations as A
 
-from detector.errors import ConfigError
-from detector.config import instantiate_node
 from detector.data.dataset import DetectionDataset
-from detector.errors import DataError
-from detector.data.sources import CocoJsonSource, YoloSource
-from detector.data.transforms import build_train_pipeline, build_val_pipeline
 from detector.data.index import SplitIndex
+from detector.data.mosaic import Mosaic
+from detector.data.sources import CocoJsonSource, YoloSource
+from detector.data.transforms import Pipeline, build_train_pipeline, build_val_pipeline
 from detector.data.verify import verify_split
+from detector.errors import ConfigError, DataError
 
 
-def build_source(data_cfg: DictConfig) -> YoloSource | CocoJsonSource:
-    """The dataset source a ``data`` config describes (the shapes dataset is generated here)."""
-    return instantiate_node(data_cfg, "data")
+@dataclass
+class AugmentSettings:
+    """An instantiated ``augment`` config (``AugmentConfig`` in :mod:`detector.config.schemas`, the
+    one home of the defaults): the transforms built, each ``None`` when left out, and the numbers.
+
+    Make it with ``AugmentSettings(**instantiate_node(cfg.augment, "augment"))``."""
+
+    mosaic: Mosaic | A.Mosaic | None  # instead of the letterbox
+    affine: A.Affine | None
+    color: A.BasicTransform | None
+    flipud: A.BasicTransform | None
+    fliplr: A.BasicTransform | None
+    extra: dict[str, A.BasicTransform]  # applied last, in their order
+    mixup: float  # probability of blending with a second augmented sample
+    close_mosaic: int  # the last N epochs train without mosaic
+    min_visibility: float  # boxes keeping less of their area inside the image are dropped
+    min_size: float  # boxes narrower or lower than this (pixels) are dropped
 
 
 def load_split(
@@ -42,30 +60,29 @@ def load_split(
     return index
 
 
-def build_augment(augment_cfg: DictConfig) -> dict[str, Any]:
-    """Instantiate the albumentations transforms of an ``augment`` config."""
-    return instantiate_node(augment_cfg, "augment")
+def train_pipeline(augment: AugmentSettings, imgsz: int) -> Pipeline:
+    """The training pipeline of ``augment``; transforms that cannot work together are a
+    configuration mistake (:class:`ConfigError` naming ``augment``)."""
+    try:  # on copies: a pipeline owns its transforms (it sets an albumentations.Mosaic's p)
+        return build_train_pipeline(copy.deepcopy(vars(augment)), imgsz)
+    except ValueError as err:
+        raise ConfigError(f"augment: {err}") from None
 
 
 def train_dataset(
     index: SplitIndex,
-    augment_cfg: DictConfig,
+    augment: AugmentSettings,
     imgsz: int,
     seed: int,
     epochs: int | None,
     cache_images: bool = False,
 ) -> DetectionDataset:
-    """The training dataset: the configured pipeline, mosaic off for the last ``close_mosaic`` of
-    ``epochs`` (``None``: mosaic never closes)."""
-    augment = build_augment(augment_cfg)
-    close = int(augment.get("close_mosaic", 0)) if epochs is not None else 0
-    try:
-        pipeline = build_train_pipeline(augment, imgsz)
-    except ValueError as err:  # transforms that cannot work together: a configuration mistake
-        raise ConfigError(f"augment: {err}") from None
+    """The training dataset: the pipeline of ``augment``, mosaic off for the last ``close_mosaic``
+    of ``epochs`` (``None``: mosaic never closes)."""
+    close = augment.close_mosaic if epochs is not None else 0
     return DetectionDataset(
         index,
-        pipeline,
+        train_pipeline(augment, imgsz),
         imgsz,
         seed=seed,
         cache_images=cache_images,

@@ -130,8 +130,8 @@ class Mosaic:
         size: int,
         affine: AffineDraw,
         rng: np.random.Generator,
-        min_visibility: float = 0.1,
-        min_size: float = 3.0,
+        min_visibility: float,
+        min_size: float,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The ``size x size`` output of four ``cells`` (top-left, top-right, bottom-left,
         bottom-right) and their boxes in it. As in Ultralytics, boxes are first clipped to the canvas;

@@ -64,8 +64,9 @@ class Pipeline:
         mosaic: Mosaic | A.Mosaic | None = None,
         geometric: Sequence[A.BasicTransform] = (),
         mixup: float = 0.0,
-        min_visibility: float = 0.1,
-        min_size: float = 2.0,
+        *,
+        min_visibility: float,  # the augment config's values: no defaults here (one home, the schema)
+        min_size: float,
     ) -> None:
         self.imgsz = imgsz
         self.mixup = float(mixup)
@@ -168,9 +169,9 @@ def build_train_pipeline(augment: Mapping[str, Any], imgsz: int) -> Pipeline:
         transforms,
         mosaic=augment.get("mosaic"),
         geometric=[augment["affine"]] if augment.get("affine") is not None else [],
-        mixup=float(augment.get("mixup", 0.0)),
-        min_visibility=float(augment.get("min_visibility", 0.1)),
-        min_size=float(augment.get("min_size", 2.0)),
+        mixup=float(augment["mixup"]),
+        min_visibility=float(augment["min_visibility"]),
+        min_size=float(augment["min_size"]),
     )
 
 

@@ -29,7 +29,7 @@ from rich.table import Table
 
 from detector.checkpoint import save_checkpoint
 from detector.config import compose, instantiate_node
-from detector.data.build import build_source, load_split
+from detector.data.build import AugmentSettings, load_split
 from detector.data.sources import YoloSource
 from detector.device import autocast_dtype, cpu_has_native_bf16, select_device
 from detector.errors import ConfigError
@@ -73,7 +73,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     check_settings(cfg)
     devices = benchmark_devices(str(cfg.device))
     parts = [str(getattr(p, "value", p)) for p in cfg.parts]
-    source = build_source(cfg.data)
+    source = instantiate_node(cfg.data, "data")
     if not isinstance(source, YoloSource) or not Path(source.where).is_file():
         raise ConfigError(
             "the benchmark needs a dataset with an Ultralytics data.yaml (data=shapes, or data=yolo data.file=...)"
@@ -251,7 +251,8 @@ def measure_train_step(ctx: Context, device: torch.device, our_dtype: torch.dtyp
 def measure_loader(ctx: Context, device: torch.device) -> Figure:
     c, cfg = ctx.cfg.loader, ctx.cfg
     index = ctx.index("train")
-    loaders = bench.training_loaders(ctx.source, index, cfg.augment, c.imgsz, c.batch, c.workers, seed=int(cfg.seed))
+    augment = AugmentSettings(**instantiate_node(cfg.augment, "augment"))
+    loaders = bench.training_loaders(ctx.source, index, augment, c.imgsz, c.batch, c.workers, seed=int(cfg.seed))
     batches = len(loaders["ours"].loader)  # type: ignore[arg-type]
     if batches < c.warmup + c.batches:
         for timed in loaders.values():

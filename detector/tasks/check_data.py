@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from detector.data.build import build_source
+from detector.config import instantiate_node
+from detector.config.schemas import CheckDataConfig
 from detector.data.index import SplitIndex
 from detector.data.verify import PROBLEM_KINDS, verify_split
 from detector.runs import make_run_dir
@@ -50,10 +51,11 @@ def split_table(index: SplitIndex) -> Table:
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     """Check every configured split, print its table and every problem, write the reports."""
+    settings: CheckDataConfig = OmegaConf.to_object(cfg)
     console = Console()
-    source = build_source(cfg.data)
-    run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
-    for split in cfg.splits:
+    source = instantiate_node(settings.data, "data")
+    run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
+    for split in settings.splits:
         index = verify_split(source.split(split))
         console.print(split_table(index))
         if index.problems:

@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from detector.config import instantiate_node
 from detector.config.schemas import CompareConfig
-from detector.data.build import build_source, load_split, val_dataset
+from detector.data.build import load_split, val_dataset
 from detector.data.index import SplitIndex
 from detector.data.loader import build_loader
 from detector.device import select_device
@@ -60,7 +61,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     contenders = [cmp.load_contender(m, names, settings.seed) for m in cfg.models]
     for c in contenders:
         cmp.class_map(c.names, names, c.label)
-    source = build_source(cfg.data)
+    source = instantiate_node(cfg.data, "data")
     if recipe is not None and not cmp.ultralytics_can_read(source):
         raise ConfigError("mode=train needs data that Ultralytics can read (shapes or yolo), not COCO JSON")
     run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)

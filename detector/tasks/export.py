@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from detector.config.schemas import ExportConfig, ExportFormat
 from detector.export.onnx import export_onnx, export_torchscript
 from detector.interop.weights import load_weights
 from detector.runs import make_run_dir
@@ -14,18 +15,20 @@ from detector.tasks.command_line import CommandLine
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
-    model, meta = load_weights(cfg.checkpoint)
-    run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
-    stem = Path(cfg.checkpoint).stem
-    if str(getattr(cfg.format, "value", cfg.format)) == "onnx":
-        path = export_onnx(model, run_dir / f"{stem}.onnx", cfg.imgsz, meta["names"], cfg.dynamic, cfg.opset)
+    settings: ExportConfig = OmegaConf.to_object(cfg)
+    model, meta = load_weights(settings.checkpoint)
+    run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
+    stem = Path(settings.checkpoint).stem
+    imgsz = settings.imgsz
+    if settings.format is ExportFormat.onnx:
+        path = export_onnx(model, run_dir / f"{stem}.onnx", imgsz, meta["names"], settings.dynamic, settings.opset)
     else:
         with warnings.catch_warnings():  # torch marks TorchScript deprecated; the format still loads everywhere
             warnings.simplefilter("ignore", FutureWarning)
-            path = export_torchscript(model, run_dir / f"{stem}.torchscript", cfg.imgsz, meta["names"])
-    batch = "dynamic batch" if cfg.dynamic and path.suffix == ".onnx" else "batch 1"
+            path = export_torchscript(model, run_dir / f"{stem}.torchscript", imgsz, meta["names"])
+    batch = "dynamic batch" if settings.dynamic and path.suffix == ".onnx" else "batch 1"
     print(
-        f"exported {cfg.checkpoint} -> {path} (input [{batch}, 3, {cfg.imgsz}, {cfg.imgsz}] float in [0, 1]; "
+        f"exported {settings.checkpoint} -> {path} (input [{batch}, 3, {imgsz}, {imgsz}] float in [0, 1]; "
         "outputs boxes [B, A, 4] xyxy and scores [B, A, C])"
     )
     return path

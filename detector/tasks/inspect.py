@@ -6,12 +6,12 @@ The configuration is read here and only here; everything below takes plain argum
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from omegaconf import DictConfig, ListConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
 
+from detector.config.schemas import InspectConfig, ModelConfig
 from detector.device import select_device
 from detector.errors import ConfigError
 from detector.images import save_png
@@ -32,27 +32,27 @@ from detector.tasks.command_line import CommandLine
 SUFFIXES = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown"}
 
 
-def image_size(imgsz: Any) -> tuple[int, int]:
+def image_size(imgsz: int | list[int]) -> tuple[int, int]:
     """``640`` or ``[640]`` -> ``(640, 640)``; ``[H, W]`` -> ``(H, W)`` (validated by the schema check)."""
-    if isinstance(imgsz, (list, tuple, ListConfig)):
+    if isinstance(imgsz, (list, tuple)):
         sizes = [int(s) for s in imgsz]
         return (sizes[0], sizes[-1])
     return int(imgsz), int(imgsz)
 
 
-def load_model(checkpoint: str | None, model_cfg: DictConfig | None) -> nn.Module:
-    """The checkpoint's model, or an untrained one from a composed model config; float32, eval mode."""
-    if checkpoint and model_cfg is not None:
+def load_model(checkpoint: str | None, model: ModelConfig | None) -> nn.Module:
+    """The checkpoint's model, or an untrained one from a model config; float32, eval mode."""
+    if checkpoint and model is not None:
         raise ConfigError(f"give checkpoint=PATH or model=NAME, not both (got checkpoint={checkpoint} and a model)")
     if checkpoint:
-        model, _ = load_weights(checkpoint)
-    elif model_cfg is not None:
-        model = instantiate_model(model_cfg)
+        built, _ = load_weights(checkpoint)
+    elif model is not None:
+        built = instantiate_model(model)
     else:
         raise ConfigError(
             "give checkpoint=PATH (our .pt or an Ultralytics .pt) or model=NAME (an untrained model, e.g. model=yolov8n)"
         )
-    return model.float().eval()
+    return built.float().eval()
 
 
 def output_target(fmt: str | None, out: str | None) -> str | None:
@@ -76,60 +76,55 @@ def model_label(checkpoint: str | None, choices: dict[str, str]) -> str:
     return f"model={choice} (untrained)" if choice else "untrained model"
 
 
-def _text(value: Any) -> str | None:
-    """A config enum or string as plain text."""
-    return None if value is None else str(getattr(value, "value", value))
-
-
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path | None:
+    settings: InspectConfig = OmegaConf.to_object(cfg)
     console = Console()
-    size = image_size(cfg.imgsz)
-    fmt = output_target(_text(cfg.format), cfg.out)
-    if cfg.feature_maps and not cfg.image:
+    size = image_size(settings.imgsz)
+    fmt = output_target(None if settings.format is None else settings.format.value, settings.out)
+    if settings.feature_maps and not settings.image:
         raise ConfigError("feature_maps=... needs image=PATH: the image whose feature maps are drawn")
-    model = load_model(cfg.checkpoint, cfg.model)
-    other = load_model(cfg.compare_to, None) if cfg.compare_to else None
-    if cfg.fuse:
+    model = load_model(settings.checkpoint, settings.model)
+    other = load_model(settings.compare_to, None) if settings.compare_to else None
+    if settings.fuse:
         for m in (model, other):
             if m is not None and hasattr(m, "fuse"):
                 m.fuse()
-    kernels = None if cfg.kernels is None else str(cfg.kernels)
+    kernels = settings.kernels
     if kernels not in (None, "", "first"):
         find_conv(model, kernels, "kernels")
-    maps = [str(p) for p in cfg.feature_maps]
+    maps = list(settings.feature_maps)
     for path in maps:
         find_module(model, path, "feature_maps")
-    image = load_image(cfg.image, size) if cfg.image else None
+    image = load_image(settings.image, size) if settings.image else None
 
-    device = select_device(cfg.device)
+    device = select_device(settings.device)
     model.to(device)
     console.print(
-        f"{model_label(cfg.checkpoint, command_line.choices)}: {sum(p.numel() for p in model.parameters()):,} parameters, "
-        f"input {size[0]}x{size[1]}, {device}"
+        f"{model_label(settings.checkpoint, command_line.choices)}: {sum(p.numel() for p in model.parameters()):,} "
+        f"parameters, input {size[0]}x{size[1]}, {device}"
     )
-    report = inspect_layers(model, size, zero_tol=cfg.zero_tol)
-    layers = select_layers(
-        report.layers, list(cfg.layers) if isinstance(cfg.layers, ListConfig) else cfg.layers, _text(cfg.kind)
-    )
+    report = inspect_layers(model, size, zero_tol=settings.zero_tol)
+    kind = None if settings.kind is None else settings.kind.value
+    layers = select_layers(report.layers, settings.layers, kind)
     changes = compare_weights(model, other) if other is not None else None
     console.print(layers_table(report, layers, console.width))
     console.print(weights_table(layers, {c.path: c for c in changes} if changes is not None else None, console.width))
     if changes is not None:
         only = [c.path for c in changes if c.shape is None]
         if only:
-            console.print(f"only in {cfg.compare_to}: {', '.join(only)}")
+            console.print(f"only in {settings.compare_to}: {', '.join(only)}")
 
     run_dir: Path | None = None
 
     def folder() -> Path:
         nonlocal run_dir
         if run_dir is None:
-            run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
+            run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
         return run_dir
 
     written: list[Path] = []
     if fmt is not None:
-        target = Path(cfg.out) if cfg.out else folder() / f"layers{FORMATS[fmt]}"
+        target = Path(settings.out) if settings.out else folder() / f"layers{FORMATS[fmt]}"
         written.append(write_text_atomic(target, render(fmt, report, layers, changes)))
     if kernels is not None:
         path = kernels if kernels not in ("", "first") else report.layers[0].path

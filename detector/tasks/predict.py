@@ -6,9 +6,10 @@ import glob
 import json
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
+from detector.config.schemas import PredictConfig
 from detector.datafiles import IMAGE_SUFFIXES
 from detector.device import autocast_dtype, select_device
 from detector.errors import ConfigError
@@ -36,18 +37,21 @@ def find_images(source: str) -> list[Path]:
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
+    settings: PredictConfig = OmegaConf.to_object(cfg)
     console = Console()
-    images = find_images(cfg.source)
-    device = select_device(cfg.device)
-    post = PostProcess(conf=cfg.conf, iou=cfg.iou, max_det=cfg.max_det, agnostic=cfg.agnostic, multi_label=False)
-    if Path(cfg.checkpoint).suffix.lower() == ".onnx":
-        model = OnnxModel(cfg.checkpoint)
+    images = find_images(settings.source)
+    device = select_device(settings.device)
+    post = PostProcess(
+        conf=settings.conf, iou=settings.iou, max_det=settings.max_det, agnostic=settings.agnostic, multi_label=False
+    )
+    if Path(settings.checkpoint).suffix.lower() == ".onnx":
+        model = OnnxModel(settings.checkpoint)
         names = model.names
     else:
-        model, meta = load_weights(cfg.checkpoint)
+        model, meta = load_weights(settings.checkpoint)
         names = list(meta["names"])
-    predictor = Predictor(model, device, cfg.imgsz, post, autocast_dtype(device, bool(cfg.amp), "amp"))
-    run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
+    predictor = Predictor(model, device, settings.imgsz, post, autocast_dtype(device, settings.amp, "amp"))
+    run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     used: set[str] = set()
     done = skipped = 0
     for path in images:
@@ -73,7 +77,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
             ],
         }
         write_text_atomic(run_dir / f"{stem}.json", json.dumps(result, indent=2))
-        if cfg.save_images:
+        if settings.save_images:
             drawn = draw_boxes(image, det.boxes.numpy(), det.classes.numpy(), names, det.scores.numpy())
             save_png(run_dir / f"{stem}.png", drawn)
         console.print(f"{path}: {len(det)} detections")

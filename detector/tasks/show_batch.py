@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from detector.data.build import build_source, load_split, train_dataset
+from detector.config import instantiate_node
+from detector.config.schemas import ShowBatchConfig
+from detector.data.build import AugmentSettings, load_split, train_dataset
 from detector.data.loader import collate
 from detector.images import draw_boxes, image_grid, save_png
 from detector.runs import make_run_dir
@@ -16,11 +18,13 @@ from detector.tasks.command_line import CommandLine
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     """Draw the first ``batch`` samples of ``split`` through the training pipeline, with the random
     draws of ``epoch`` (mosaic on: the close-mosaic epochs depend on a training length)."""
-    source = build_source(cfg.data)
-    index = load_split(source, cfg.split)
-    dataset = train_dataset(index, cfg.augment, cfg.imgsz, seed=cfg.seed, epochs=None)
-    dataset.set_epoch(cfg.epoch)
-    batch = collate([dataset[i % len(dataset)] for i in range(cfg.batch)])
+    settings: ShowBatchConfig = OmegaConf.to_object(cfg)
+    source = instantiate_node(settings.data, "data")
+    index = load_split(source, settings.split)
+    augment = AugmentSettings(**instantiate_node(settings.augment, "augment"))
+    dataset = train_dataset(index, augment, settings.imgsz, seed=settings.seed, epochs=None)
+    dataset.set_epoch(settings.epoch)
+    batch = collate([dataset[i % len(dataset)] for i in range(settings.batch)])
     images = []
     for b in range(len(batch)):
         mine = batch.targets.batch_index == b
@@ -28,7 +32,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
         images.append(
             draw_boxes(image, batch.targets.boxes[mine].numpy(), batch.targets.classes[mine].numpy(), index.names)
         )
-    run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok)
-    path = save_png(run_dir / f"{cfg.split}_batch.png", image_grid(images))
+    run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
+    path = save_png(run_dir / f"{settings.split}_batch.png", image_grid(images))
     print(f"{len(batch)} images, {len(batch.targets.classes)} boxes -> {path}")
     return path

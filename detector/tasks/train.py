@@ -15,7 +15,7 @@ from torch import nn
 from detector.checkpoint import checkpoint_payload, load_checkpoint, read_checkpoint, write_checkpoint
 from detector.config import instantiate_node, validate
 from detector.config.schemas import TrainConfig
-from detector.data.build import build_source, load_split, train_dataset, val_dataset
+from detector.data.build import AugmentSettings, load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader
 from detector.device import autocast_dtype, memory_format, select_device
 from detector.errors import ConfigError
@@ -88,14 +88,15 @@ def _train(
         model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     model.to(device, memory_format=memory_format(device))
 
-    source = build_source(cfg.data)
+    source = instantiate_node(cfg.data, "data")
     log = console.print if process.main else (lambda *a, **k: None)
     train_index = load_split(source, "train", log=log)
     val_index = load_split(source, "val", log=log) if loop.val else None
     if loop.fraction < 1.0:
         train_index = train_index.head(max(1, round(len(train_index) * loop.fraction)))
     per_process = max(loop.batch // process.world_size, 1)
-    dataset = train_dataset(train_index, cfg.augment, cfg.imgsz, loop.seed, loop.epochs, loop.cache_images)
+    augment = AugmentSettings(**instantiate_node(cfg.augment, "augment"))
+    dataset = train_dataset(train_index, augment, cfg.imgsz, loop.seed, loop.epochs, loop.cache_images)
     loader = build_loader(dataset, per_process, shuffle=True, workers=loop.workers, seed=loop.seed, drop_last=False)
 
     optimizer = build_optimizer(

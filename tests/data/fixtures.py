@@ -9,8 +9,17 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from detector.config import compose, instantiate_node
+from detector.data.build import AugmentSettings
+
 NAMES = ["cat", "dog", "bird"]
 COCO_IDS = [3, 7, 12]  # deliberately not contiguous
+
+
+def augment_settings(imgsz: int, *overrides: str) -> AugmentSettings:
+    """``configs/augment/default.yaml`` (or ``augment=NAME`` among ``overrides``) for ``imgsz``, instantiated."""
+    cfg = compose("augment_only", [f"imgsz={imgsz}", *overrides])
+    return AugmentSettings(**instantiate_node(cfg.augment, "augment"))
 
 
 def write_image(path: Path, h: int, w: int, seed: int) -> None:

@@ -7,15 +7,14 @@ import pytest
 import torch
 from torchvision.ops import box_iou
 
-from detector.config import compose
-from detector.data.build import build_augment, train_dataset, val_dataset
+from detector.data.build import train_dataset, train_pipeline, val_dataset
 from detector.data.dataset import DetectionDataset
 from detector.data.loader import build_loader, set_epoch
 from detector.data.sources import YoloSource
-from detector.data.transforms import build_train_pipeline, build_val_pipeline
+from detector.data.transforms import build_val_pipeline
 from detector.data.verify import verify_split
 from detector.letterbox import letterbox_params
-from tests.data.fixtures import NAMES, write_twin_datasets
+from tests.data.fixtures import NAMES, augment_settings, write_twin_datasets
 
 IMGSZ = 160
 
@@ -63,8 +62,7 @@ def painted_extent(diff: np.ndarray) -> list[float]:
 def test_boxes_stay_true_through_the_full_training_pipeline(overrides: list[str]) -> None:
     """Each rectangle's region is found by running the pipeline twice with the same seed, once
     without that rectangle: the pixels that differ are where it went. Its label must say so."""
-    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0", *overrides])
-    pipeline = build_train_pipeline(build_augment(cfg.augment), IMGSZ)
+    pipeline = train_pipeline(augment_settings(IMGSZ, "augment.mixup=0", *overrides), IMGSZ)
     rotated = any("rotate" in o for o in overrides)
     checked = 0
     for seed in range(40):
@@ -118,8 +116,8 @@ def batches(loader, epoch: int) -> list:
 
 
 def test_same_seed_same_batches_whatever_the_workers(twin_index) -> None:
-    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0.5"])
-    make = lambda: train_dataset(twin_index, cfg.augment, IMGSZ, seed=3, epochs=100)  # noqa: E731
+    augment = augment_settings(IMGSZ, "augment.mixup=0.5")
+    make = lambda: train_dataset(twin_index, augment, IMGSZ, seed=3, epochs=100)  # noqa: E731
     assert make().pipeline.partners_needed() == 3  # mosaic on: partners are part of what must repeat
     serial = batches(build_loader(make(), 2, shuffle=True, workers=0, seed=3), epoch=1)
     parallel = batches(build_loader(make(), 2, shuffle=True, workers=2, seed=3), epoch=1)
@@ -128,19 +126,18 @@ def test_same_seed_same_batches_whatever_the_workers(twin_index) -> None:
         assert torch.equal(a.image_ids, b.image_ids)
     other_epoch = batches(build_loader(make(), 2, shuffle=True, workers=0, seed=3), epoch=2)
     assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, other_epoch))
-    other_seed = batches(build_loader(train_dataset(twin_index, cfg.augment, IMGSZ, seed=4, epochs=100), 2, True, 0, 4), 1)
+    other_seed = batches(build_loader(train_dataset(twin_index, augment, IMGSZ, seed=4, epochs=100), 2, True, 0, 4), 1)
     assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, other_seed))
 
 
 def test_close_mosaic_switches_mosaic_off_for_the_last_epochs(twin_index) -> None:
-    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.close_mosaic=2"])
-    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=0, epochs=5)
+    dataset = train_dataset(twin_index, augment_settings(IMGSZ, "augment.close_mosaic=2"), IMGSZ, seed=0, epochs=5)
     for epoch, expected in [(0, True), (2, True), (3, False), (4, False)]:
         dataset.set_epoch(epoch)
         assert dataset.pipeline.mosaic_active is expected
         assert dataset.pipeline.partners_needed() == (3 if expected else 0)
-    off = compose("train", [f"imgsz={IMGSZ}", "augment.mosaic.p=0"])
-    assert train_dataset(twin_index, off.augment, IMGSZ, 0, 5).pipeline.partners_needed() == 0
+    off = augment_settings(IMGSZ, "augment.mosaic.p=0")
+    assert train_dataset(twin_index, off, IMGSZ, 0, 5).pipeline.partners_needed() == 0
 
 
 def test_val_batches_are_letterboxed_originals(twin_index) -> None:
@@ -155,9 +152,9 @@ def test_val_batches_are_letterboxed_originals(twin_index) -> None:
 
 
 def test_ram_cache_gives_the_same_samples(twin_index) -> None:
-    cfg = compose("train", [f"imgsz={IMGSZ}"])
-    plain = train_dataset(twin_index, cfg.augment, IMGSZ, seed=1, epochs=100)
-    cached = train_dataset(twin_index, cfg.augment, IMGSZ, seed=1, epochs=100, cache_images=True)
+    augment = augment_settings(IMGSZ)
+    plain = train_dataset(twin_index, augment, IMGSZ, seed=1, epochs=100)
+    cached = train_dataset(twin_index, augment, IMGSZ, seed=1, epochs=100, cache_images=True)
     assert cached.cache is not None and cached.cache.buffer.ndim == 1  # one flat buffer
     for i in range(len(plain)):
         a, b = plain[i], cached[i]
@@ -178,8 +175,7 @@ def test_distributed_sampler_under_a_process_group(twin_index, tmp_path) -> None
 
 
 def test_dataset_is_a_function_of_seed_epoch_and_index(twin_index) -> None:
-    cfg = compose("train", [f"imgsz={IMGSZ}"])
-    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=0, epochs=100)
+    dataset = train_dataset(twin_index, augment_settings(IMGSZ), IMGSZ, seed=0, epochs=100)
     assert isinstance(dataset, DetectionDataset)
     dataset.set_epoch(4)
     first = dataset[2]
@@ -192,8 +188,7 @@ def test_dataset_is_a_function_of_seed_epoch_and_index(twin_index) -> None:
 def test_mosaic_partners_are_the_predecessors_in_the_epoch_order(twin_index, monkeypatch) -> None:
     from detector.data.dataset import epoch_order
 
-    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0"])
-    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=5, epochs=100)
+    dataset = train_dataset(twin_index, augment_settings(IMGSZ, "augment.mixup=0"), IMGSZ, seed=5, epochs=100)
     dataset.set_epoch(2)
     loaded: list[int] = []
     original = dataset.load
@@ -217,8 +212,7 @@ def test_mosaic_partners_stay_within_the_batch() -> None:
 def test_loader_decodes_each_image_about_once_per_epoch(twin_index, monkeypatch) -> None:
     import detector.data.dataset as dataset_module
 
-    cfg = compose("train", [f"imgsz={IMGSZ}", "augment.mixup=0"])
-    dataset = train_dataset(twin_index, cfg.augment, IMGSZ, seed=0, epochs=100)
+    dataset = train_dataset(twin_index, augment_settings(IMGSZ, "augment.mixup=0"), IMGSZ, seed=0, epochs=100)
     decoded: list[str] = []
     original = dataset_module.read_image
     monkeypatch.setattr(dataset_module, "read_image", lambda path: (decoded.append(path), original(path))[1])

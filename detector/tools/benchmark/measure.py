@@ -25,12 +25,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
 from detector.boxes import xyxy_to_cxcywh
 from detector.checkpoint import load_checkpoint
-from detector.data.build import load_split, train_dataset, val_dataset
+from detector.data.build import AugmentSettings, load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader, collate
 from detector.data.sources import YoloSource
 from detector.device import memory_format
@@ -364,7 +363,7 @@ def images_per_second(
 def training_loaders(
     source: YoloSource,
     index: Any,
-    augment_cfg: DictConfig,
+    augment: AugmentSettings,
     imgsz: int,
     batch: int,
     workers: int,
@@ -377,7 +376,7 @@ def training_loaders(
     Building Ultralytics' loader imports ultralytics (and its process-wide settings)."""
     from detector.interop.ultralytics import ultralytics_train_loader
 
-    ours_ds = train_dataset(index, augment_cfg, imgsz, seed=seed, epochs=epochs)
+    ours_ds = train_dataset(index, augment, imgsz, seed=seed, epochs=epochs)
     ours = build_loader(ours_ds, batch, shuffle=True, workers=workers, seed=seed)
     theirs = ultralytics_train_loader(source.where, imgsz, batch, workers, seed=seed)
     return {
