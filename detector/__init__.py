@@ -1,6 +1,23 @@
-"""detector: a YOLO-style object-detector training pipeline."""
+"""detector: a YOLO-style object-detector training pipeline.
 
-from detector.models import Detector, build_model, summary
+``from detector import build_model, summary, Detector`` is the public entry to the models. They
+are imported on first use, so that importing a light module (``detector.errors``,
+``detector.boxes``) does not load torch, Hydra and the model zoo."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from detector.models import Detector, build_model, summary
 
 __all__ = ["Detector", "build_model", "summary"]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        import detector.models
+
+        return getattr(detector.models, name)
+    raise AttributeError(f"module 'detector' has no attribute {name!r}")

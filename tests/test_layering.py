@@ -195,3 +195,18 @@ def test_the_checks_catch_deliberate_violations() -> None:
     }
     # data -> train -> eval -> data: a loop through three packages
     assert package_cycles(graph) == {frozenset({"errors", "types"}), frozenset({"data", "train", "eval"})}
+
+
+def test_the_error_classes_import_nothing_heavy() -> None:
+    """``detector.errors`` is what every layer raises: importing it (and so the package) loads no
+    torch, Hydra, OmegaConf, numpy or OpenCV."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, detector.errors; "
+        "print(sorted(m for m in ('torch', 'hydra', 'omegaconf', 'numpy', 'cv2') if m in sys.modules))"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
