@@ -16,6 +16,16 @@ class CSPVariant(str, Enum):
     yolo11 = "yolo11"
 
 
+@dataclass(frozen=True)
+class LossGains:
+    """Gains of the loss components (Ultralytics' defaults): the one home of these numbers, which
+    :class:`detector.losses.DetectionLoss`, the ``train.*`` schema and the tools refer to."""
+
+    box: float = 7.5
+    cls: float = 0.5
+    dfl: float = 1.5
+
+
 @dataclass
 class HeadOutput:
     """Raw predictions of a detection head, one entry per pyramid level (fine to coarse).

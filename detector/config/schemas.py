@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from detector.types import CSPVariant
+from detector.types import CSPVariant, LossGains
 
 # --------------------------------------------------------------------------- model components
 
@@ -212,9 +212,9 @@ class TrainLoopConfig:
     clip: float = 10.0  # gradient-norm clipping (0: off)
     ema_decay: float = 0.9999
     ema_tau: float = 2000.0
-    box: float = 7.5  # loss gains
-    cls: float = 0.5
-    dfl: float = 1.5
+    box: float = LossGains.box  # loss gains
+    cls: float = LossGains.cls
+    dfl: float = LossGains.dfl
     fitness: str = "mAP50-95"  # the validation metric that picks best.pt and drives patience
     patience: int = 100  # stop when fitness has not improved for this many epochs
     init: Optional[str] = None  # start from a checkpoint's weights (class-count changes re-initialise cls outputs)

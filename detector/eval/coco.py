@@ -21,6 +21,7 @@ from torch import nn
 from detector.data.index import SplitIndex
 from detector.data.loader import build_loader
 from detector.device import memory_format
+from detector.eval.matching import greedy_match
 from detector.eval.postprocess import PostProcess
 from detector.types import Detections
 
@@ -182,15 +183,9 @@ def precision_recall(
         order = torch.argsort(det.scores, descending=True)
         d_boxes, d_classes = det.boxes[order], det.classes[order].numpy()
         overlaps = box_iou(d_boxes.float(), torch.as_tensor(boxes, dtype=torch.float32).reshape(-1, 4)).numpy()
-        taken = np.zeros(len(classes), dtype=bool)
-        for k in range(len(d_classes)):
-            candidates = (
-                (classes == d_classes[k]) & ~taken & (overlaps[k] >= iou) if len(classes) else np.zeros(0, bool)
-            )
-            hit = bool(candidates.any())
-            if hit:
-                taken[np.argmax(np.where(candidates, overlaps[k], -1))] = True
-            hits.append(hit)
+        allowed = (d_classes[:, None] == classes[None, :]) & (overlaps >= iou)  # [D, G]
+        matched = {k for k, _ in greedy_match(overlaps, allowed, rows_in_order=True)}  # best score first
+        hits += [k in matched for k in range(len(d_classes))]
         scores.append(det.scores[order].numpy())
         labels.append(d_classes)
     present = counts > 0

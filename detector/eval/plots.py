@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detector.eval.matching import greedy_match
 from detector.images import class_color, save_figure
 
 
@@ -58,12 +59,10 @@ def confusion_matrix(
         matched_d, matched_g = set(), set()
         if len(d_classes) and len(g_boxes):
             overlaps = box_iou(g_boxes, d_boxes.float()).numpy()  # [G, D]
-            pairs = np.argwhere(overlaps > iou)
-            for g, d in sorted(pairs.tolist(), key=lambda gd: -overlaps[gd[0], gd[1]]):
-                if g not in matched_g and d not in matched_d:
-                    matched_g.add(g)
-                    matched_d.add(d)
-                    matrix[d_classes[d], int(gt_classes[g])] += 1
+            for g, d in greedy_match(overlaps, overlaps > iou):  # best overlap first
+                matched_g.add(g)
+                matched_d.add(d)
+                matrix[d_classes[d], int(gt_classes[g])] += 1
         for g, c in enumerate(np.asarray(gt_classes).tolist()):
             if g not in matched_g:
                 matrix[num_classes, int(c)] += 1  # missed: predicted background

@@ -1,26 +1,35 @@
-"""The adapter to Ultralytics' runtime: every call into Ultralytics (their model from a YAML or from
-safely read weights, their loader, validator, predictor and trainer) goes through this module.
+"""The adapter to Ultralytics' runtime: every call into Ultralytics goes through this module.
+
+Their ``DetectionModel`` from a YAML or from safely read weights, their training loader, their
+validator, predictor, training step and trainer, their device strings and CPU thread count.
 Reading their checkpoints needs no Ultralytics install (:mod:`detector.interop.ultralytics_weights`).
-This is the only module of the package that imports ``ultralytics``, and it does so inside the functions: importing this module imports nothing
-from Ultralytics (whose import sets process-wide
-state, e.g. ``cv2.setNumThreads(0)`` and ``OMP_NUM_THREADS``). Install it with
-``pip install -e ".[compare]"``; set ``YOLO_OFFLINE=1`` at the entry point to keep it offline.
+This is the only module of the package that imports ``ultralytics``, and only inside its functions:
+importing it imports nothing from Ultralytics (whose import sets process-wide state, e.g.
+``cv2.setNumThreads(0)`` and ``OMP_NUM_THREADS``). Install it with ``pip install -e ".[compare]"``;
+set ``YOLO_OFFLINE=1`` at the entry point to keep it offline. (One module, about 330 lines: the
+design keeps every Ultralytics call in one place.)
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
+from detector.boxes import xyxy_to_cxcywh
 from detector.data.sources import YoloSource
 from detector.datafiles import dataset_names
-from detector.interop.ultralytics_weights import UltralyticsCheckpoint
+from detector.eval.postprocess import PostProcess
+from detector.interop.ultralytics_weights import UltralyticsCheckpoint, copy_by_position
+from detector.train.optim import parameter_groups
+from detector.types import Targets
 
 # Ultralytics training hyper-parameters equivalent to configs/augment/default.yaml.
 TRAIN_AUGMENT: dict[str, Any] = {
@@ -43,7 +52,8 @@ TRAIN_AUGMENT: dict[str, Any] = {
 }
 
 
-def _require_ultralytics() -> ModuleType:
+def require() -> ModuleType:
+    """The ``ultralytics`` package; ImportError naming the install command when it is missing."""
     try:
         import ultralytics
     except ImportError as err:
@@ -51,6 +61,60 @@ def _require_ultralytics() -> ModuleType:
             'ultralytics is not installed; it is needed for comparisons: pip install -e ".[compare]"'
         ) from err
     return ultralytics
+
+
+def version() -> str:
+    return str(require().__version__)
+
+
+def device_string(device: torch.device) -> str:
+    """A torch device in Ultralytics' spelling: ``cpu``, ``mps``, or the CUDA index (``0``, ``1``, ...)."""
+    if device.type == "cuda":
+        return str(device.index or 0)
+    return device.type
+
+
+def cpu_threads() -> int:
+    """The torch CPU thread count Ultralytics sets whenever it selects a CPU device."""
+    require()
+    from ultralytics.utils import NUM_THREADS
+
+    return int(NUM_THREADS)
+
+
+# --------------------------------------------------------------------------- their models
+
+
+def ultralytics_model(checkpoint: UltralyticsCheckpoint) -> nn.Module:
+    """Ultralytics' own ``DetectionModel`` for the checkpoint: built from its yaml by Ultralytics and
+    given the safely read tensors (Ultralytics' loader, which unpickles the file, is never used)."""
+    require()
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel(copy.deepcopy(checkpoint.yaml), nc=checkpoint.num_classes, verbose=False)
+    model.load_state_dict(checkpoint.state_dict)
+    model.names = dict(enumerate(checkpoint.names))
+    return model.eval()
+
+
+def model_from_yaml(
+    name: str, num_classes: int, weights: dict[str, torch.Tensor] | None = None, names: Sequence[str] | None = None
+) -> nn.Module:
+    """Ultralytics' ``DetectionModel`` built offline from its ``<name>.yaml`` (their initialisation,
+    drawn from the global torch RNG); ``weights`` (any state dict that lines up one to one, ours
+    included) are copied onto it by position. FileNotFoundError when they have no such yaml."""
+    require()
+    from ultralytics.nn.tasks import DetectionModel
+
+    model = DetectionModel(f"{name}.yaml", nc=num_classes, verbose=False)
+    if weights is not None:
+        copy_by_position(model, weights)
+    if names is not None:
+        model.names = dict(enumerate(names))
+    return model
+
+
+# --------------------------------------------------------------------------- their loader
 
 
 def _train_images(data_yaml: Path) -> tuple[Path, list[str], dict[int, str]]:
@@ -72,9 +136,7 @@ def ultralytics_train_loader(
 
     Built from Ultralytics' public pieces (``get_cfg``, ``build_yolo_dataset``,
     ``build_dataloader``) with the augmentation of ``configs/augment/default.yaml`` (see
-    :data:`TRAIN_AUGMENT`): mosaic 1.0, scale 0.5, translate 0.1, no rotation / shear /
-    perspective, HSV gains 0.015 / 0.7 / 0.4, horizontal flip 0.5, no mixup, no image cache,
-    square (not rectangular) batches.
+    :data:`TRAIN_AUGMENT`), no image cache, square (not rectangular) batches.
 
     Returns Ultralytics' ``InfiniteDataLoader``: each ``iter()`` yields one epoch of batches
     (dicts; ``batch["img"]`` is ``[B, 3, imgsz, imgsz]`` uint8) from worker processes that persist
@@ -86,7 +148,7 @@ def ultralytics_train_loader(
     Raises ImportError (naming ``pip install -e ".[compare]"``) when ultralytics is missing and
     FileNotFoundError when ``data_yaml`` does not exist.
     """
-    _require_ultralytics()
+    require()
     from ultralytics.cfg import get_cfg
     from ultralytics.data.build import build_dataloader, build_yolo_dataset
 
@@ -96,18 +158,9 @@ def ultralytics_train_loader(
     root, images, names = _train_images(data_yaml)
     data = {"path": str(root), "train": images, "names": names, "nc": len(names), "channels": 3}
     overrides = {
-        "task": "detect",
-        "mode": "train",
-        "data": str(data_yaml),
-        "imgsz": imgsz,
-        "batch": batch,
-        "workers": workers,
-        "seed": seed,
-        "cache": False,
-        "rect": False,
-        "fraction": 1.0,
-        "single_cls": False,
-        "plots": False,
+        **{"task": "detect", "mode": "train", "data": str(data_yaml), "imgsz": imgsz, "batch": batch},
+        **{"workers": workers, "seed": seed, "cache": False, "rect": False, "fraction": 1.0},
+        **{"single_cls": False, "plots": False},
         **TRAIN_AUGMENT,
     }
     cfg = get_cfg(overrides=overrides)
@@ -119,13 +172,159 @@ def ultralytics_train_loader(
         return build_dataloader(dataset, batch, workers, shuffle=True, rank=-1, device=device)
 
 
-def ultralytics_model(checkpoint: UltralyticsCheckpoint) -> nn.Module:
-    """Ultralytics' own ``DetectionModel`` for the checkpoint: built from its yaml by Ultralytics and
-    given the safely read tensors (Ultralytics' loader, which unpickles the file, is never used)."""
-    _require_ultralytics()
-    from ultralytics.nn.tasks import DetectionModel
+# --------------------------------------------------------------------------- validation and prediction
 
-    model = DetectionModel(copy.deepcopy(checkpoint.yaml), nc=checkpoint.num_classes, verbose=False)
-    model.load_state_dict(checkpoint.state_dict)
-    model.names = dict(enumerate(checkpoint.names))
-    return model.eval()
+
+def validate(
+    model: nn.Module,
+    data_yaml: str | Path,
+    split: str,
+    imgsz: int,
+    batch: int,
+    post: PostProcess,
+    device: torch.device,
+    save_dir: Path,
+    rect: bool = False,
+    workers: int = 0,
+) -> dict[str, Any]:
+    """Ultralytics' own ``DetectionValidator`` (what ``YOLO.val`` runs) on ``model`` with our conf,
+    IoU and max_det, plots and files off. It fuses ``model`` in place (pass a copy to keep it).
+    ``rect=False`` letterboxes every image to a square ``imgsz`` as our evaluator does (``YOLO.val``
+    defaults to rectangular batches); on a CPU it loads without workers whatever ``workers`` says."""
+    require()
+    from ultralytics.models.yolo.detect import DetectionValidator
+
+    args = {
+        **{"task": "detect", "mode": "val", "data": str(data_yaml), "split": split, "imgsz": imgsz},
+        **{"batch": batch, "workers": workers, "conf": post.conf, "iou": post.iou, "max_det": post.max_det},
+        **{"device": device_string(device), "rect": rect, "plots": False, "save_json": False},
+        **{"save_txt": False, "verbose": False},
+    }
+    validator = DetectionValidator(save_dir=Path(save_dir), args=args)
+    validator(model=model)
+    if Path(save_dir).is_dir() and not any(Path(save_dir).iterdir()):
+        Path(save_dir).rmdir()  # it makes the folder even when it has nothing to write
+    box = validator.metrics.box
+    return {
+        "mAP50-95": float(box.map),
+        "mAP50": float(box.map50),
+        "images": int(getattr(validator, "seen", 0)),
+        "speed_ms_per_image": {k: float(v) for k, v in dict(validator.speed).items()},
+        "rect": rect,
+    }
+
+
+def predictor(
+    arch: str, model: nn.Module, device: torch.device, imgsz: int, post: PostProcess, save_dir: Path
+) -> Callable[[np.ndarray], Any]:
+    """``image (BGR) -> Results`` through ``YOLO.predict`` (a ``YOLO`` of ``<arch>.yaml`` carrying
+    ``model``) with our conf, IoU, max_det and agnostic setting; its predictor fuses the model on
+    first use and writes nothing."""
+    require()
+    from ultralytics import YOLO
+
+    yolo = YOLO(f"{arch}.yaml", task="detect")
+    yolo.model = model
+    kwargs = {
+        **{"imgsz": imgsz, "conf": post.conf, "iou": post.iou, "max_det": post.max_det},
+        **{"agnostic_nms": post.agnostic, "device": device_string(device), "verbose": False, "save": False},
+        **{"project": str(save_dir.parent), "name": save_dir.name, "exist_ok": True},
+    }
+    return lambda image: yolo.predict(image, **kwargs)[0]
+
+
+def inference_step(
+    model: nn.Module, x: torch.Tensor, post: PostProcess, orig_size: tuple[int, int]
+) -> Callable[[], Any]:
+    """Their inference step on a fused copy of ``model``: forward, their NMS (every class above conf
+    a candidate, as their validator calls it) and their box rescaling, for ``x`` ``[1, 3, H, W]``."""
+    require()
+    try:
+        from ultralytics.utils.nms import non_max_suppression
+    except ImportError:  # older releases keep it in ops
+        from ultralytics.utils.ops import non_max_suppression
+    from ultralytics.utils.ops import scale_boxes
+
+    fused = copy.deepcopy(model).float().fuse(verbose=False).eval().to(x.device)
+
+    def step() -> Any:
+        out = non_max_suppression(fused(x), post.conf, post.iou, multi_label=True, max_det=post.max_det)
+        return [scale_boxes(x.shape[2:], d[:, :4], orig_size) for d in out]
+
+    return step
+
+
+# --------------------------------------------------------------------------- training
+
+
+def batch_dict(images: torch.Tensor, targets: Targets) -> dict[str, torch.Tensor]:
+    """A batch in the keys and formats of Ultralytics' loader (normalised cx, cy, w, h)."""
+    h, w = images.shape[-2:]
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+    return {
+        "img": images,
+        "batch_idx": targets.batch_index.float(),
+        "cls": targets.classes.float().view(-1, 1),
+        "bboxes": xyxy_to_cxcywh(targets.boxes) / scale,
+    }
+
+
+def train_step(
+    model: nn.Module,
+    images: torch.Tensor,  # [B, 3, H, W] uint8, on the CPU
+    targets: Targets,
+    device: torch.device,
+    make_optimizer: Callable[..., torch.optim.Optimizer],
+    weight_decay: float,
+    gains: dict[str, float],
+    dtype: torch.dtype | None = None,
+    clip: float = 10.0,
+) -> Callable[[], None]:
+    """One optimizer step as Ultralytics' trainer makes it: the batch to the device and images to
+    [0, 1] (its ``preprocess_batch``), the model's own loss (``v8DetectionLoss`` with its
+    hyper-parameters from ``get_cfg``) under autocast to ``dtype`` if given (its trainer's
+    ``amp``: fp16, or bf16 with ``amp="bf16"``), ``loss.sum()``, backward through a GradScaler
+    (enabled for fp16), clipping at ``clip``, the optimizer step and its ``ModelEMA`` update. The
+    optimizer is ``make_optimizer`` over our parameter groups (weights with decay, norms and biases
+    without; Ultralytics' trainer splits them the same way)."""
+    require()
+    from ultralytics.cfg import get_cfg
+    from ultralytics.utils.torch_utils import ModelEMA
+
+    model = model.to(device).train()
+    model.args = get_cfg(overrides=dict(gains))  # the trainer attaches its hyper-parameters like this
+    optimizer = make_optimizer(params=parameter_groups(model, weight_decay))
+    ema = ModelEMA(model)
+    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    cpu_batch = batch_dict(images, targets)
+
+    def step() -> None:
+        batch = {k: v.to(device, non_blocking=device.type != "cpu") for k, v in cpu_batch.items()}
+        batch["img"] = batch["img"].float() / 255
+        with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
+            loss, _ = model(batch)
+        scaler.scale(loss.sum()).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=clip)
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad()
+        ema.update(model)
+
+    return step
+
+
+def train(
+    model_yaml: str, args: dict[str, Any], epoch_start: Callable[[], None], epoch_end: Callable[[int], None]
+) -> Path:
+    """``YOLO(model_yaml).train(**args)`` (a YAML name such as ``yolov8n.yaml``: built offline, random
+    weights). ``epoch_start()`` and ``epoch_end(images in the epoch's dataset)`` are called around each
+    training epoch (validation excluded). Returns their run directory."""
+    require()
+    from ultralytics import YOLO
+
+    model = YOLO(model_yaml, task="detect")
+    model.add_callback("on_train_epoch_start", lambda trainer: epoch_start())
+    model.add_callback("on_train_epoch_end", lambda trainer: epoch_end(len(trainer.train_loader.dataset)))
+    model.train(**args)
+    return Path(model.trainer.save_dir)

@@ -153,6 +153,19 @@ def to_detector(checkpoint: UltralyticsCheckpoint) -> Detector:
     return model.eval()
 
 
+def copy_by_position(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load ``state`` into ``model`` by position: another library's names for the same tensors in the
+    same order (the state dicts of our YOLO models and Ultralytics' line up one to one). Values are
+    copied (cast to the model's dtypes); a :class:`ConfigError` says where the two stop lining up."""
+    own = model.state_dict()
+    if len(own) != len(state):
+        raise ConfigError(f"{len(state)} tensors do not line up with a model of {len(own)}")
+    for (key, target), (source, value) in zip(own.items(), state.items()):
+        if tuple(target.shape) != tuple(value.shape):
+            raise ConfigError(f"{source} {tuple(value.shape)} does not line up with {key} {tuple(target.shape)}")
+    model.load_state_dict(dict(zip(own, (v.detach() for v in state.values()))))
+
+
 def load(path: str | Path) -> Detector:
     """Import an Ultralytics YOLOv8 / YOLO11 detection checkpoint exactly: our equivalent model
     (``configs/model/<family><scale>.yaml`` with its class count) with every tensor mapped onto it,

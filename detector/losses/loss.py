@@ -24,7 +24,7 @@ from torchvision.ops import complete_box_iou_loss
 
 from detector.boxes import decode_boxes, xyxy_to_ltrb
 from detector.losses.assigner import TaskAlignedAssigner
-from detector.types import HeadOutput, Targets
+from detector.types import HeadOutput, LossGains, Targets
 
 
 class DetectionLoss:
@@ -41,9 +41,9 @@ class DetectionLoss:
         self,
         num_classes: int,
         reg_max: int = 16,
-        box: float = 7.5,
-        cls: float = 0.5,
-        dfl: float = 1.5,
+        box: float = LossGains.box,
+        cls: float = LossGains.cls,
+        dfl: float = LossGains.dfl,
         assigner: TaskAlignedAssigner | None = None,
     ) -> None:
         self.num_classes = num_classes

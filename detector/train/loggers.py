@@ -14,7 +14,8 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
-from detector.runs import write_atomic, write_text_atomic
+from detector.images import save_figure
+from detector.runs import write_text_atomic
 
 WANDB_MODES = ("online", "offline", "disabled")
 
@@ -120,12 +121,10 @@ class CSVLogger:
                 ax.grid(alpha=0.3)
             for ax in list(axes.flat)[n:]:
                 ax.axis("off")
-            fig.tight_layout()
-            buffer = io.BytesIO()
-            fig.savefig(buffer, format="png")
-        finally:
+        except BaseException:
             plt.close(fig)
-        write_atomic(self.png_path, lambda f: f.write(buffer.getvalue()))
+            raise
+        save_figure(fig, self.png_path)
 
 
 class WandbLogger:

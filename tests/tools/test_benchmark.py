@@ -8,15 +8,15 @@ import statistics
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from detector import build_model
 from detector.checkpoint import save_checkpoint
 from detector.config import compose
 from detector.device import cpu_has_native_bf16
 from detector.errors import ConfigError
-from detector.tasks.benchmark import reference_weights
-from detector.tools.benchmark.measure import GOALS, Figure, alternate
+from detector.tools.benchmark.figure import GOALS, Figure
+from detector.tools.benchmark.weights import reference_weights
+from detector.tools.timing import alternate
 from tests.helpers import REPO, run_script
 
 TINY = [
@@ -111,10 +111,10 @@ def test_reference_weights_from_a_checkpoint(tmp_path) -> None:
     path = save_checkpoint(
         tmp_path / "w.pt", model, compose("model_only", ["model=yolov8n", "data.num_classes=6"]).model, names
     )
-    cfg = OmegaConf.create({"arch": "yolov8n", "checkpoint": str(path), "seed": 0})
-    weights, got_names, described = reference_weights(cfg, names)
+    reference = reference_weights("yolov8n", str(path), 0, names)
+    weights, got_names, described = reference.weights, reference.names, reference.described
     assert got_names == names and described.startswith(f"checkpoint {path}")
     for ours, theirs in zip(weights.values(), model.state_dict().values()):
         assert torch.equal(ours, theirs)
     with pytest.raises(ConfigError, match="do not fit arch=yolo11n"):
-        reference_weights(OmegaConf.create({"arch": "yolo11n", "checkpoint": str(path), "seed": 0}), names)
+        reference_weights("yolo11n", str(path), 0, names)

@@ -130,7 +130,8 @@ def test_compare_bad_input_is_one_line(tmp_path, models: str, message: str) -> N
 )
 def test_models_that_cannot_be_compared(tmp_path, spec: str, message: str) -> None:
     from detector.errors import ConfigError
-    from detector.tools.compare.contenders import class_map, load_contender
+    from detector.tools.compare.classes import class_map
+    from detector.tools.compare.contenders import load_contender
 
     write_ours(tmp_path / "fewer.pt", names=list(SHAPE_NAMES[:4]))
     with pytest.raises(ConfigError, match=message):
@@ -142,12 +143,8 @@ def test_class_matching_by_name_equals_dropping_other_classes(tmp_path) -> None:
     """Both restricted modules give exactly the superset model's scores of the data's classes."""
     from detector.interop.ultralytics import ultralytics_model
     from detector.interop.ultralytics_weights import read, to_detector
-    from detector.tools.compare.contenders import (
-        class_map,
-        parity,
-        restrict_classes,
-        restrict_ultralytics_classes,
-    )
+    from detector.tools.compare.classes import class_map, restrict_classes, restrict_ultralytics_classes
+    from detector.tools.compare.scoring import parity
 
     keep = class_map(SUPERSET, list(SHAPE_NAMES), "superset")
     assert [SUPERSET[k] for k in keep] == list(SHAPE_NAMES)

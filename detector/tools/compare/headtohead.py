@@ -1,36 +1,38 @@
 """Same-recipe head-to-head: our trainer and Ultralytics' on the same data, architecture, image
 size, epochs, batch, optimizer settings, schedule, augmentation and seed.
 
-Ours runs through :func:`detector.tasks.train.run` on a composed ``train`` config; theirs through
-``ultralytics.YOLO(<model yaml>).train(...)``. Each writes its own run directory; their ``best.pt``
+Ours runs through ``train.py``'s task on the ``train`` config of :func:`our_overrides` (the compare
+task composes and runs it); theirs through ``YOLO(<model yaml>).train(...)``
+(:func:`detector.interop.ultralytics.train`). Each writes its own run directory; their ``best.pt``
 is afterwards read with :func:`detector.interop.ultralytics_weights.read`, never with their loader.
-``ultralytics`` is imported only inside :func:`train_ultralytics`.
 """
 
 from __future__ import annotations
 
 import csv
-import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 
-from detector.config import compose, validate
-from detector.config.schemas import CompareRecipeConfig, ScheduleShape
+from detector.config.schemas import CompareRecipeConfig
 from detector.errors import ConfigError
+from detector.interop import ultralytics as ul
+from detector.tools.compare.contenders import ULTRALYTICS_YAML
+from detector.tools.timing import clock
+from detector.types import LossGains
 
-# the recipe's loss gains are the schema defaults of both libraries
-LOSS_GAINS = {"box": 7.5, "cls": 0.5, "dfl": 1.5}
+# the recipe's loss gains are the defaults of both libraries
+LOSS_GAINS = asdict(LossGains())
 
 
 Recipe = CompareRecipeConfig  # one training recipe, given to both trainers (``recipe.*`` of configs/compare.yaml)
 
 
 def _schedule(recipe: Recipe) -> str:
-    return ScheduleShape(recipe.schedule).value
+    return recipe.schedule.value
 
 
 @dataclass
@@ -86,23 +88,12 @@ def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project
     ]
 
 
-def our_train_config(
-    recipe: Recipe, data: DictConfig, imgsz: int, device: str, workers: int, project: Path
-) -> DictConfig:
-    """The composed ``train`` config of the recipe, on the compare run's ``data`` node (resolved)."""
-    cfg = compose("train", our_overrides(recipe, imgsz, device, workers, project))
-    cfg.data = OmegaConf.create(OmegaConf.to_container(data, resolve=True))
-    validate(cfg)
-    return cfg
-
-
-def train_ours(cfg: DictConfig) -> TrainedRun:
-    """Train with our loop; images/s from the run's ``metrics.csv`` (training time of each epoch)."""
-    from detector.tasks.train import run
-
-    start = time.perf_counter()
-    run_dir = Path(run(cfg))
-    wall = time.perf_counter() - start
+def train_ours(train: Callable[[], str | Path], epochs: int) -> TrainedRun:
+    """Train with our loop (``train()`` runs ``train.py``'s task and returns its run directory);
+    images/s from the run's ``metrics.csv`` (training time of each epoch)."""
+    start = clock()
+    run_dir = Path(train())
+    wall = clock() - start
     images = seconds = 0.0
     with open(run_dir / "metrics.csv", newline="") as f:
         for row in csv.DictReader(f):
@@ -112,13 +103,11 @@ def train_ours(cfg: DictConfig) -> TrainedRun:
     weights = run_dir / "weights" / "best.pt"
     if not weights.is_file():
         raise ConfigError(f"our training in {run_dir} wrote no weights/best.pt")
-    return TrainedRun(weights, run_dir, int(cfg.train.epochs), round(images), seconds, wall)
+    return TrainedRun(weights, run_dir, epochs, round(images), seconds, wall)
 
 
 def check_recipe_model(recipe: Recipe) -> str:
     """The Ultralytics YAML name of the recipe's model; only models both libraries build qualify."""
-    from detector.tools.compare.contenders import ULTRALYTICS_YAML
-
     name = f"{recipe.model}.yaml"
     if not ULTRALYTICS_YAML.match(name):
         raise ConfigError(
@@ -139,8 +128,6 @@ def ultralytics_train_args(
     recipe: Recipe, data_yaml: Path, imgsz: int, device: str, amp: bool | str, workers: int, project: Path
 ) -> dict[str, Any]:
     """``YOLO.train`` arguments of the recipe (their run lands in ``<project>/ultralytics``)."""
-    from detector.interop.ultralytics import TRAIN_AUGMENT
-
     return {
         "data": str(Path(data_yaml).resolve()),
         "epochs": recipe.epochs,
@@ -177,36 +164,21 @@ def ultralytics_train_args(
         "name": "ultralytics",
         "exist_ok": True,
         "verbose": False,
-        **TRAIN_AUGMENT,
+        **ul.TRAIN_AUGMENT,
     }
 
 
-def train_ultralytics(model_yaml: str, args: dict[str, Any], device: torch.device) -> TrainedRun:
+def train_ultralytics(model_yaml: str, args: dict[str, Any]) -> TrainedRun:
     """``YOLO(model_yaml).train(**args)`` (a YAML name such as ``yolov8n.yaml``: built offline, random
-    weights), timing each training epoch with their callbacks."""
-    from ultralytics import YOLO
-
-    model = YOLO(model_yaml, task="detect")
+    weights), timing each training epoch from their epoch callbacks."""
     epochs: list[tuple[int, float]] = []
-    started: dict[str, float] = {}
-
-    def now() -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return time.perf_counter()
-
-    def epoch_start(trainer: Any) -> None:
-        started["t"] = now()
-
-    def epoch_end(trainer: Any) -> None:
-        epochs.append((len(trainer.train_loader.dataset), now() - started["t"]))
-
-    model.add_callback("on_train_epoch_start", epoch_start)
-    model.add_callback("on_train_epoch_end", epoch_end)
-    start = time.perf_counter()
-    model.train(**args)
-    wall = time.perf_counter() - start
-    run_dir = _relative(Path(model.trainer.save_dir))
+    started: list[float] = []
+    start = clock()
+    save_dir = ul.train(
+        model_yaml, args, lambda: started.append(clock()), lambda n: epochs.append((n, clock() - started[-1]))
+    )
+    wall = clock() - start
+    run_dir = _relative(save_dir)
     weights = run_dir / "weights" / "best.pt"
     if not weights.is_file():
         raise ConfigError(f"Ultralytics' training in {run_dir} wrote no weights/best.pt")
@@ -221,7 +193,8 @@ def recipe_notes(recipe: Recipe, device: torch.device, workers: int, amp: bool |
         f"batch {recipe.nbs} (gradient accumulation and weight-decay scaling), SGD with Nesterov momentum "
         f"{recipe.momentum}, lr {recipe.lr}, weight decay {recipe.weight_decay} on weights only, {_schedule(recipe)} "
         f"decay to lr x {recipe.final_lr_ratio}, warmup {recipe.warmup_epochs} epochs (momentum from "
-        f"{recipe.warmup_momentum}, bias lr from {recipe.warmup_bias_lr}), loss gains box 7.5 / cls 0.5 / dfl 1.5, "
+        f"{recipe.warmup_momentum}, bias lr from {recipe.warmup_bias_lr}), loss gains "
+        f"{' / '.join(f'{k} {v}' for k, v in LOSS_GAINS.items())}, "
         f"gradient clipping at norm 10, EMA (decay 0.9999, tau 2000), augmentation (mosaic, scale 0.5-1.5, "
         f"translate 0.1, HSV 0.015/0.7/0.4, horizontal flip 0.5; Ultralytics' settings in "
         f"detector.interop.ultralytics.TRAIN_AUGMENT), mosaic off for the last {recipe.close_mosaic} epochs, "

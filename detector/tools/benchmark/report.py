@@ -1,0 +1,139 @@
+"""The benchmark's output: ``benchmark.json`` (rewritten after every figure) and the terminal table."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from rich import box
+from rich.table import Table
+
+from detector.interop import ultralytics as ul
+from detector.runs import write_text_atomic
+from detector.tools.benchmark.figure import Figure
+
+
+class Report:
+    """The figures so far, rewritten to ``benchmark.json`` (atomically) after each one."""
+
+    def __init__(self, path: Path, arch: str, data: str, weights: str, threads: int, settings: dict[str, Any]) -> None:
+        """``settings``: the whole resolved configuration, as plain containers."""
+        import cv2
+
+        import detector
+
+        self.path = path
+        self.figures: list[Figure] = []
+        self.start = time.perf_counter()
+        self.header = {
+            "ratio_is": "ours / ultralytics, for every figure: above 1 means ours is faster for images/s, "
+            "below 1 means ours is faster for ms and s",
+            "weights": weights,
+            "arch": arch,
+            "data": data,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "settings": settings,
+            "torch_threads": threads,
+            "versions": {
+                "detector": detector.__version__,
+                "torch": torch.__version__,
+                "ultralytics": ul.version(),
+                "python": platform.python_version(),
+                "opencv": cv2.__version__,
+            },
+            "machine": machine(),
+        }
+        self.load_at_start = load_average()
+
+    def add(self, figure: Figure) -> None:
+        self.figures.append(figure)
+        head, rest = dict(list(self.header.items())[:4]), dict(list(self.header.items())[4:])
+        content = {
+            **head,
+            "figures": [f.to_json() for f in self.figures],
+            **rest,
+            "seconds": round(time.perf_counter() - self.start, 1),
+            "load_average": {
+                "at_start": self.load_at_start,
+                "now": load_average(),
+                "cpus": os.cpu_count(),
+                "note": "1, 5 and 15 minute averages of runnable processes",
+            },
+        }
+        write_text_atomic(self.path, json.dumps(content, indent=2) + "\n")
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform()}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def results_table(figures: list[Figure], model: str, weights: str) -> Table:
+    caption = (
+        "ours / ultralytics is the ratio of the medians: for images/s above 1 means ours is faster, "
+        "for ms and s below 1 means ours is faster"
+    )
+    table = Table(
+        title=f"ours vs Ultralytics: {model}, {weights}",
+        caption=caption,
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        padding=(0, 1),
+        collapse_padding=True,
+    )
+    for column in ("measurement", "device", "unit", "ours", "ultralytics", "ours /\nultralytics", "goal", "met"):
+        table.add_column(column, justify="left" if column in ("measurement", "device", "unit") else "right")
+    labels = {"train_step": "train step", "loader": "loader", "predict": "predict", "val": "val"}
+    for f in figures:
+        m = f.medians
+        op, bound = f.goal
+        table.add_row(
+            labels[f.part],
+            f.device,
+            f.unit,
+            number(m["ours"]),
+            number(m["ultralytics"]),
+            f"{f.ratio:.2f}",
+            f"{op} {bound:.2f}",
+            "[green]yes[/green]" if f.met else "[red]no[/red]",
+        )
+    return table
+
+
+def number(value: float) -> str:
+    """Three significant digits or more, no exponent: 0.123, 1.23, 12.3, 123, 1234."""
+    return (
+        f"{value:.0f}"
+        if value >= 100
+        else f"{value:.1f}"
+        if value >= 10
+        else f"{value:.2f}"
+        if value >= 1
+        else f"{value:.3f}"
+    )
