@@ -33,13 +33,6 @@ ALLOWED_CONFIG_USE = {
     # from the training config (a LoopSettings dataclass is coming)
     "detector.train.loop: def train_epochs(cfg)",
     "detector.train.loop: def make_validate(cfg)",
-    # tools/compare/headtohead: builds our training config as a DictConfig and trains from it
-    "detector.tools.compare.headtohead.our_train_config(data)",
-    "detector.tools.compare.headtohead.our_train_config -> DictConfig",
-    "detector.tools.compare.headtohead.train_ours(cfg)",
-    "detector.tools.compare.headtohead: DictConfig",
-    "detector.tools.compare.headtohead: OmegaConf",
-    "detector.tools.compare.headtohead: import omegaconf",
     # models/zoo: build_model composes configs/model/<name>.yaml by name and instantiates the DictConfig
     "detector.models.zoo.model_config -> DictConfig",
     "detector.models.zoo.instantiate_model(model_cfg)",

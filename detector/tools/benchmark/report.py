@@ -7,6 +7,7 @@ import os
 import platform
 import time
 from datetime import datetime, timezone
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -26,8 +27,6 @@ class Report:
         """``settings``: the whole resolved configuration, as plain containers."""
         import cv2
 
-        import detector
-
         self.path = path
         self.figures: list[Figure] = []
         self.start = time.perf_counter()
@@ -41,7 +40,7 @@ class Report:
             "settings": settings,
             "torch_threads": threads,
             "versions": {
-                "detector": detector.__version__,
+                "detector": metadata.version("detector"),
                 "torch": torch.__version__,
                 "ultralytics": ul.version(),
                 "python": platform.python_version(),
