@@ -95,9 +95,7 @@ class SplitIndex:
 
     def summary(self) -> str:
         """One line: images, instances, backgrounds, problems."""
-        text = (
-            f"{self.name}: {len(self):,} images ({self.backgrounds:,} backgrounds), {self.instances:,} instances"
-        )
+        text = f"{self.name}: {len(self):,} images ({self.backgrounds:,} backgrounds), {self.instances:,} instances"
         if self.problems:
             kinds = ", ".join(f"{n} {k}" for k, n in sorted(self.problem_counts().items()))
             skipped = self.num_listed - len(self)

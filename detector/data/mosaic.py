@@ -26,7 +26,9 @@ import numpy as np
 
 from detector.letterbox import FILL, fitted_size
 
-Cell = tuple[np.ndarray, np.ndarray, np.ndarray]  # image [H, W, 3] uint8 (any resolution), boxes [N, 4] xyxy px, classes [N]
+Cell = tuple[
+    np.ndarray, np.ndarray, np.ndarray
+]  # image [H, W, 3] uint8 (any resolution), boxes [N, 4] xyxy px, classes [N]
 
 
 @dataclass(frozen=True)
@@ -51,13 +53,16 @@ def check_affine(affine: A.Affine | None) -> None:
     if affine is None:
         return
     if not isinstance(affine, A.Affine):
-        raise ValueError(f"augment.affine must be an albumentations.Affine to combine with the mosaic, "
-                         f"got {type(affine).__name__}")
+        raise ValueError(
+            f"augment.affine must be an albumentations.Affine to combine with the mosaic, got {type(affine).__name__}"
+        )
     if affine.fit_output:
         raise ValueError("augment.affine.fit_output=true cannot be combined with the mosaic (its output is imgsz)")
     if affine.border_mode != cv2.BORDER_CONSTANT:
-        raise ValueError("augment.affine.border_mode must be cv2.BORDER_CONSTANT (0) with the mosaic: "
-                         "outside the four images the canvas is filled")
+        raise ValueError(
+            "augment.affine.border_mode must be cv2.BORDER_CONSTANT (0) with the mosaic: "
+            "outside the four images the canvas is filled"
+        )
 
 
 def draw_affine(affine: A.Affine | None, size: int, rng: np.random.Generator) -> AffineDraw:
@@ -232,8 +237,12 @@ class Mosaic:
                 ix0, iy0 = max(visible[0], wx0), max(visible[1], wy0)
                 ix1, iy1 = min(visible[2], wx1), min(visible[3], wy1)
                 if ix1 > ix0 and iy1 > iy0:
-                    fitted = image if (fh, fw) == (h, w) else cv2.resize(image, (fw, fh), interpolation=self.interpolation)
-                    window[iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = fitted[iy0 - py : iy1 - py, ix0 - px : ix1 - px]
+                    fitted = (
+                        image if (fh, fw) == (h, w) else cv2.resize(image, (fw, fh), interpolation=self.interpolation)
+                    )
+                    window[iy0 - wy0 : iy1 - wy0, ix0 - wx0 : ix1 - wx0] = fitted[
+                        iy0 - py : iy1 - py, ix0 - px : ix1 - px
+                    ]
             if len(boxes):
                 canvas = boxes.astype(np.float64) * [fw / w, fh / h, fw / w, fh / h] + [px, py, px, py]
                 clipped = np.clip(canvas, visible[:2] * 2, visible[2:] * 2)  # the part on the canvas
@@ -246,10 +255,16 @@ class Mosaic:
                 all_areas.append(area)
         if window is not None:
             # pixel centres: x_out + 0.5 = L (x_win + w0 + 0.5) + offset
-            matrix = np.concatenate(
-                [linear, (linear @ (np.array([wx0, wy0]) + 0.5) + offset - 0.5)[:, None]], axis=1)
-            cv2.warpAffine(window, matrix, (size, size), dst=out, flags=self.interpolation,
-                           borderMode=cv2.BORDER_CONSTANT, borderValue=(self.fill,) * 3)
+            matrix = np.concatenate([linear, (linear @ (np.array([wx0, wy0]) + 0.5) + offset - 0.5)[:, None]], axis=1)
+            cv2.warpAffine(
+                window,
+                matrix,
+                (size, size),
+                dst=out,
+                flags=self.interpolation,
+                borderMode=cv2.BORDER_CONSTANT,
+                borderValue=(self.fill,) * 3,
+            )
         return _joined(all_boxes, all_classes, all_areas)
 
 

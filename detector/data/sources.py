@@ -10,18 +10,15 @@ source yields the same thing, so everything downstream is format-agnostic.
 
 from __future__ import annotations
 
-import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from detector.datafiles import IMAGE_SUFFIXES, coco_categories, parse_names, read_coco_json, read_yolo_yaml
+from detector.datafiles import IMAGE_SUFFIXES, coco_categories, read_coco_json, read_yolo_yaml
 from detector.errors import DataError
+
 
 @dataclass
 class CocoAnnotation:

@@ -96,16 +96,22 @@ class Pipeline:
                 raise ValueError("with the mosaic, geometric takes at most one albumentations.Affine")
             self._affine = geometric[0] if geometric else None
             check_affine(self._affine)
-        elif isinstance(mosaic, A.Mosaic):  # the canvas is 2 imgsz square: no letterbox, a central crop after the geometry
+        elif isinstance(
+            mosaic, A.Mosaic
+        ):  # the canvas is 2 imgsz square: no letterbox, a central crop after the geometry
             if tuple(mosaic.target_size) != (2 * imgsz, 2 * imgsz):
-                raise ValueError(f"mosaic target_size {tuple(mosaic.target_size)} must be ({2 * imgsz}, {2 * imgsz}), "
-                                 "twice the imgsz")
+                raise ValueError(
+                    f"mosaic target_size {tuple(mosaic.target_size)} must be ({2 * imgsz}, {2 * imgsz}), "
+                    "twice the imgsz"
+                )
             mosaic.p = 1.0  # drawn here, per sample, as for our Mosaic
             crop = A.CenterCrop(imgsz, imgsz)
             self._canvas = A.Compose([mosaic, *geometric, crop, *transforms], bbox_params=bbox_params, strict=True)
         elif mosaic is not None:
-            raise ValueError(f"augment.mosaic must be detector.data.mosaic.Mosaic or albumentations.Mosaic, "
-                             f"got {type(mosaic).__name__}")
+            raise ValueError(
+                f"augment.mosaic must be detector.data.mosaic.Mosaic or albumentations.Mosaic, "
+                f"got {type(mosaic).__name__}"
+            )
 
     def partners_needed(self) -> int:
         return 3 if self.mosaic_active else 0

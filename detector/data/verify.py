@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from detector.data.sources import CocoAnnotation, SplitSpec
 from detector.data.index import Problem, SplitIndex
+from detector.data.sources import CocoAnnotation, SplitSpec
 from detector.images import decode_image
 from detector.runs import write_atomic
 
@@ -97,7 +97,9 @@ def check_image(path: Path) -> tuple[int, int] | Problem:
     return int(image.shape[0]), int(image.shape[1])
 
 
-def parse_yolo_label(path: Path, size: tuple[int, int], num_classes: int) -> tuple[np.ndarray, np.ndarray, list[Problem]]:
+def parse_yolo_label(
+    path: Path, size: tuple[int, int], num_classes: int
+) -> tuple[np.ndarray, np.ndarray, list[Problem]]:
     """Boxes (xyxy pixels), classes and problems of one YOLO label file for an image of ``size`` (h, w).
 
     A line is ``class cx cy w h`` (normalised) or ``class x1 y1 x2 y2 ...`` (a polygon, boxed).
@@ -246,8 +248,13 @@ def _verify(spec: SplitSpec, workers: int) -> SplitIndex:
             json_size = spec.coco_sizes[i] if spec.coco_sizes else (0, 0)
             if all(json_size) and tuple(json_size) != result:
                 problems.append(
-                    Problem(str(image), 0, "size_mismatch", f"{spec.source} says {json_size[1]}x{json_size[0]}, "
-                            f"the file is {result[1]}x{result[0]} (w x h)")
+                    Problem(
+                        str(image),
+                        0,
+                        "size_mismatch",
+                        f"{spec.source} says {json_size[1]}x{json_size[0]}, "
+                        f"the file is {result[1]}x{result[0]} (w x h)",
+                    )
                 )
                 continue
             boxes, classes, crowd, found = parse_coco_annotations(

@@ -53,10 +53,18 @@ def write_twin_datasets(root: Path) -> tuple[Path, Path, Path]:
         lines = []
         coco["images"].append({"id": 10 + i, "file_name": name, "height": h, "width": w})
         for c, (x1, y1, x2, y2) in objects(i, h, w):
-            lines.append(f"{c} {(x1 + x2) / 2 / w:.10f} {(y1 + y2) / 2 / h:.10f} {(x2 - x1) / w:.10f} {(y2 - y1) / h:.10f}")
+            lines.append(
+                f"{c} {(x1 + x2) / 2 / w:.10f} {(y1 + y2) / 2 / h:.10f} {(x2 - x1) / w:.10f} {(y2 - y1) / h:.10f}"
+            )
             coco["annotations"].append(
-                {"id": ann_id, "image_id": 10 + i, "category_id": COCO_IDS[c], "bbox": [x1, y1, x2 - x1, y2 - y1],
-                 "iscrowd": 0, "area": (x2 - x1) * (y2 - y1)}
+                {
+                    "id": ann_id,
+                    "image_id": 10 + i,
+                    "category_id": COCO_IDS[c],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "iscrowd": 0,
+                    "area": (x2 - x1) * (y2 - y1),
+                }
             )
             ann_id += 1
         label = root / "labels" / "val" / f"im{i}.txt"

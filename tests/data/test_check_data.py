@@ -35,7 +35,11 @@ def test_check_data_lists_every_problem(tmp_path) -> None:
 
     result = subprocess.run(
         [sys.executable, CHECK, "data=yolo", f"data.file={data_yaml}", "splits=[train]"],
-        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     report = (tmp_path / "runs" / "check_data" / "exp" / "train_problems.txt").read_text()

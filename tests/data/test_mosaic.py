@@ -86,8 +86,9 @@ def test_images_at_any_resolution_give_the_same_labels() -> None:
     small = cells()
     large = [(cv2.resize(im, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST), b * 2, c) for im, b, c in small]
     for seed in range(5):
-        draw = draw_affine(A.Affine(scale=(0.5, 1.5), translate_percent=(-0.1, 0.1), p=1.0), SIZE,
-                           np.random.default_rng(seed))
+        draw = draw_affine(
+            A.Affine(scale=(0.5, 1.5), translate_percent=(-0.1, 0.1), p=1.0), SIZE, np.random.default_rng(seed)
+        )
         a = Mosaic()(small, SIZE, draw, np.random.default_rng(seed), 0.1, 3.0)
         b = Mosaic()(large, SIZE, draw, np.random.default_rng(seed), 0.1, 3.0)
         np.testing.assert_array_equal(a[2], b[2])
@@ -102,8 +103,9 @@ def test_identity_mosaic_places_images_around_the_centre() -> None:
     empty = (np.zeros((SIZE, SIZE, 3), np.uint8), np.zeros((0, 4), np.float32), np.zeros(0, np.int64))
     rng = np.random.default_rng(0)
     xc, yc = (int(v) for v in np.random.default_rng(0).uniform(0.5 * SIZE, 1.5 * SIZE, 2))
-    _, boxes, _ = Mosaic(center_range=(0.25, 0.75))([(image, box, np.array([1])), empty, empty, empty], SIZE,
-                                                     IDENTITY, rng, 0.0, 0.0)
+    _, boxes, _ = Mosaic(center_range=(0.25, 0.75))(
+        [(image, box, np.array([1])), empty, empty, empty], SIZE, IDENTITY, rng, 0.0, 0.0
+    )
     # cell 0 ends at the centre (xc, yc); the output starts at SIZE / 2 on the canvas
     expected = [xc - 20 - SIZE / 2, yc - 10 - SIZE / 2, xc - SIZE / 2, yc - SIZE / 2]
     np.testing.assert_allclose(boxes, [np.clip(expected, 0, SIZE)], atol=1e-4)
@@ -136,7 +138,9 @@ def reference_hsv(image: np.ndarray, hue: float, saturation: float, value: float
     return out
 
 
-@pytest.mark.parametrize("hue, saturation, value", [(0.012, 1.5, 0.7), (-0.015, 0.4, 1.3), (-0.3, 1.0, 1.0), (0.0, 1.0, 1.0)])
+@pytest.mark.parametrize(
+    "hue, saturation, value", [(0.012, 1.5, 0.7), (-0.015, 0.4, 1.3), (-0.3, 1.0, 1.0), (0.0, 1.0, 1.0)]
+)
 def test_hsv_jitter_matches_exact_hsv_arithmetic(hue: float, saturation: float, value: float) -> None:
     rng = np.random.default_rng(1)
     image = rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)

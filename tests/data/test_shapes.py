@@ -95,8 +95,7 @@ def test_files_hold_what_the_renderer_made(small_root: Path) -> None:
             decoded = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             assert decoded.shape == (imgsz, imgsz, 3)
             smooth_decoded, smooth_rendered = (
-                cv2.blur(im.astype(np.float32), (7, 7))
-                for im in (decoded, rendered.image)
+                cv2.blur(im.astype(np.float32), (7, 7)) for im in (decoded, rendered.image)
             )
             assert np.abs(smooth_decoded - smooth_rendered).mean() < 6  # JPEG loss only
             assert np.abs(smooth_decoded[..., ::-1] - smooth_rendered).mean() > 12  # channels not swapped

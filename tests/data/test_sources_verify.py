@@ -10,10 +10,10 @@ import pytest
 from detector.data import verify
 from detector.data.build import val_dataset
 from detector.data.loader import build_loader
-from detector.errors import DataError
 from detector.data.sources import CocoJsonSource, YoloSource, image_to_label_path
-from detector.datafiles import dataset_names
 from detector.data.verify import verify_split
+from detector.datafiles import dataset_names
+from detector.errors import DataError
 from tests.data.fixtures import COCO_IDS, NAMES, SIZES, objects, write_problem_dataset, write_twin_datasets
 
 
@@ -22,7 +22,8 @@ def test_yolo_and_coco_load_to_identical_samples(tmp_path) -> None:
     assert dataset_names("yolo", str(data_yaml)) == NAMES == dataset_names("coco", str(json_path))
     yolo = verify_split(YoloSource(NAMES, 3, file=str(data_yaml)).split("val"), cache_dir=tmp_path / "c1")
     coco = verify_split(
-        CocoJsonSource(NAMES, 3, val_json=str(json_path), val_images=str(images)).split("val"), cache_dir=tmp_path / "c2"
+        CocoJsonSource(NAMES, 3, val_json=str(json_path), val_images=str(images)).split("val"),
+        cache_dir=tmp_path / "c2",
     )
     assert not yolo.problems and not coco.problems
     assert len(yolo) == len(coco) == len(SIZES)

@@ -68,9 +68,9 @@ def test_boxes_stay_true_through_the_full_training_pipeline(overrides: list[str]
     for seed in range(40):
         samples = [painted(100 * seed + s, 3 * s) for s in range(4)]
 
-        def run(erase: int | None):
+        def run(erase: int | None, samples=samples, seed=seed):  # bound now: called within this iteration
             parts = []
-            for s, (image, boxes, classes) in enumerate(samples):
+            for image, boxes, classes in samples:
                 image = image.copy()
                 for box, c in zip(boxes.astype(int), classes):
                     if c == erase:
@@ -203,8 +203,9 @@ def test_mosaic_partners_stay_within_the_batch() -> None:
     from detector.data.dataset import partner_positions
 
     partners = partner_positions(10, 4, 3)  # batches [0, 4), [4, 8) and a short [8, 10)
-    np.testing.assert_array_equal(partners[:8], [[1, 2, 3], [0, 2, 3], [1, 0, 3], [2, 1, 0],
-                                                 [5, 6, 7], [4, 6, 7], [5, 4, 7], [6, 5, 4]])
+    np.testing.assert_array_equal(
+        partners[:8], [[1, 2, 3], [0, 2, 3], [1, 0, 3], [2, 1, 0], [5, 6, 7], [4, 6, 7], [5, 4, 7], [6, 5, 4]]
+    )
     np.testing.assert_array_equal(partners[8:], [[7, 6, 5], [8, 7, 6]])  # too short: the predecessors
     np.testing.assert_array_equal(partner_positions(3, 1, 3), [[2, 1, 0], [0, 2, 1], [1, 0, 2]])  # wraps
 
