@@ -9,11 +9,11 @@ from __future__ import annotations
 import pickle
 import warnings
 import zipfile
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from detector.errors import ConfigError
@@ -26,23 +26,34 @@ VERSION = 1
 
 
 def checkpoint_payload(
-    model: nn.Module, model_cfg: DictConfig | dict, names: list[str], **extra: Any
+    model: nn.Module, model_config: dict[str, Any], names: list[str], **extra: Any
 ) -> dict[str, Any]:
-    """``model``'s weights, the config that builds it, the class names and ``extra`` metadata
+    """``model``'s weights, the config that builds it (plain containers, resolved: as
+    :func:`detector.config.models.model_config` gives it), the class names and ``extra`` metadata
     (plain Python values and tensors only): what a checkpoint file holds."""
-    config = (
-        OmegaConf.to_container(model_cfg, resolve=True, enum_to_str=True)
-        if isinstance(model_cfg, DictConfig)
-        else model_cfg
-    )
     return {
         "format": FORMAT,
         "version": VERSION,
         "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "model_config": config,
+        "model_config": plain(model_config, "model_config"),
         "names": list(names),
         **extra,
     }
+
+
+def plain(value: Any, where: str) -> Any:
+    """``value`` as data ``torch.load(weights_only=True)`` reads back: dicts with string keys, lists,
+    strings, numbers, booleans and None; enum members become their values. Anything else is a
+    ``TypeError`` naming where it is (it could not be loaded safely)."""
+    if isinstance(value, Enum):
+        value = value.value
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, dict) and all(isinstance(k, str) for k in value):
+        return {k: plain(v, f"{where}.{k}") for k, v in value.items()}
+    raise TypeError(f"{where} holds a {type(value).__name__}: a checkpoint keeps plain data only")
 
 
 def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
@@ -51,10 +62,10 @@ def write_checkpoint(path: str | Path, payload: dict[str, Any]) -> Path:
 
 
 def save_checkpoint(
-    path: str | Path, model: Detector, model_cfg: DictConfig | dict, names: list[str], **extra: Any
+    path: str | Path, model: Detector, model_config: dict[str, Any], names: list[str], **extra: Any
 ) -> Path:
     """Write ``model`` as a checkpoint (see :func:`checkpoint_payload`)."""
-    return write_checkpoint(path, checkpoint_payload(model, model_cfg, names, **extra))
+    return write_checkpoint(path, checkpoint_payload(model, model_config, names, **extra))
 
 
 class ForeignCheckpoint(ConfigError):
@@ -91,7 +102,7 @@ def load_checkpoint(path: str | Path) -> tuple[Detector, dict[str, Any]]:
     (:class:`ForeignCheckpoint` for a pickle of objects: :func:`detector.interop.weights.load_weights`
     reads Ultralytics' files, explicitly)."""
     payload = read_checkpoint(path)
-    model = instantiate_model(OmegaConf.create(payload["model_config"]))
+    model = instantiate_model(payload["model_config"])
     missing, unexpected = model.load_state_dict(payload["model"], strict=False)
     if missing or unexpected:
         raise ConfigError(

@@ -147,7 +147,6 @@ def test_write_text_atomic_replaces_whole_file(tmp_path) -> None:
 
 def test_device_selection() -> None:
     assert select_device("cpu") == torch.device("cpu")
-    assert select_device("auto").type in {"cpu", "cuda", "mps"}
     with pytest.raises(ConfigError, match="not one of"):
         select_device("gpu please")
     if not torch.cuda.is_available():

@@ -33,24 +33,6 @@ ALLOWED_CONFIG_USE = {
     # from the training config (a LoopSettings dataclass is coming)
     "detector.train.loop: def train_epochs(cfg)",
     "detector.train.loop: def make_validate(cfg)",
-    # models/zoo: build_model composes configs/model/<name>.yaml by name and instantiates the DictConfig
-    "detector.models.zoo.model_config -> DictConfig",
-    "detector.models.zoo.instantiate_model(model_cfg)",
-    "detector.models.zoo: DictConfig",
-    "detector.models.zoo: OmegaConf",
-    "detector.models.zoo: import omegaconf",
-    # checkpoint: takes the model config as a DictConfig (or dict) and rebuilds the model through OmegaConf
-    "detector.checkpoint.checkpoint_payload(model_cfg)",
-    "detector.checkpoint.save_checkpoint(model_cfg)",
-    "detector.checkpoint: DictConfig",
-    "detector.checkpoint: OmegaConf",
-    "detector.checkpoint: import omegaconf",
-    # interop: the model config equivalent to an Ultralytics checkpoint is handed back as a DictConfig
-    "detector.interop.ultralytics_weights.equivalent_config -> DictConfig",
-    "detector.interop.ultralytics_weights: DictConfig",
-    "detector.interop.ultralytics_weights: import omegaconf",
-    "detector.interop.weights: OmegaConf",
-    "detector.interop.weights: import omegaconf",
 }
 
 

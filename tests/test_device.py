@@ -48,3 +48,28 @@ def test_channels_last_changes_nothing_but_speed() -> None:
         out = model(x.contiguous(memory_format=torch.channels_last))
     for a, b in zip(ref.box + ref.cls, out.box + out.cls):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize(
+    "cuda, mps, expected",
+    [(True, True, "cuda"), (True, False, "cuda"), (False, True, "mps"), (False, False, "cpu")],
+)
+def test_auto_prefers_cuda_then_mps_then_the_cpu(monkeypatch, cuda: bool, mps: bool, expected: str) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert devices.select_device("auto") == torch.device(expected)
+    assert devices.select_device(" AUTO ") == torch.device(expected)
+
+
+def test_an_accelerator_that_is_not_there_is_one_line(monkeypatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match=r"device=cuda:1 but CUDA is not available"):
+        devices.select_device("cuda:1")
+    with pytest.raises(ConfigError, match="device=mps but MPS is not available"):
+        devices.select_device("mps")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert devices.select_device("1") == devices.select_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ConfigError, match=r"only 2 CUDA device\(s\)"):
+        devices.select_device("cuda:2")

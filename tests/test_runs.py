@@ -104,3 +104,20 @@ def test_run_directories_are_numbered_never_reused(tmp_path) -> None:
     assert [first.name, second.name, third.name] == ["exp", "exp2", "exp3"]
     assert make_run_dir(tmp_path, "train", "exp", exist_ok=True) == first
     assert (first / "keep.txt").read_text() == "results"
+
+
+def test_a_checkpoint_keeps_plain_data_only(tmp_path) -> None:
+    from enum import Enum
+
+    from detector.checkpoint import checkpoint_payload
+
+    class Variant(str, Enum):
+        v8 = "yolov8"
+
+    model = torch.nn.Linear(2, 2)
+    payload = checkpoint_payload(model, {"backbone": {"variant": Variant.v8, "sizes": (1, 2)}}, ["a"])
+    assert payload["model_config"] == {"backbone": {"variant": "yolov8", "sizes": [1, 2]}}
+    write_checkpoint(tmp_path / "ok.pt", payload)
+    assert torch.load(tmp_path / "ok.pt", weights_only=True)["model_config"]["backbone"]["variant"] == "yolov8"
+    with pytest.raises(TypeError, match=r"model_config.backbone.path holds a PosixPath"):
+        checkpoint_payload(model, {"backbone": {"path": tmp_path}}, ["a"])

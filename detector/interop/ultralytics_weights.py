@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig
 from torch import nn
 
+from detector.config.models import model_config
 from detector.errors import ConfigError
 from detector.interop.safe_load import ForeignModule, safe_load
 from detector.models.detector import Detector
-from detector.models.zoo import instantiate_model, model_config
+from detector.models.zoo import instantiate_model
 
 # Layer classes of the detection models we have equivalents for, and the family each one marks.
 _LAYERS = {"Conv", "C2f", "C3k2", "SPPF", "C2PSA", "Upsample", "Concat", "Detect"}
@@ -116,8 +116,8 @@ def _names(names: Any, num_classes: int, path: Path) -> list[str]:
     return [str(n) for n in ordered]
 
 
-def equivalent_config(checkpoint: UltralyticsCheckpoint) -> DictConfig:
-    """Our model config equivalent to the checkpoint's architecture."""
+def equivalent_config(checkpoint: UltralyticsCheckpoint) -> dict[str, Any]:
+    """Our model config (plain containers) equivalent to the checkpoint's architecture."""
     return model_config(checkpoint.model_name, checkpoint.num_classes, scale=checkpoint.multipliers)
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from detector.checkpoint import ForeignCheckpoint, load_checkpoint
 from detector.interop import ultralytics_weights
 from detector.models.detector import Detector
@@ -22,11 +20,10 @@ def load_weights(path: str | Path) -> tuple[Detector, dict[str, Any]]:
     except ForeignCheckpoint:
         checkpoint = ultralytics_weights.read(path)
     model = ultralytics_weights.to_detector(checkpoint)
-    config = OmegaConf.to_container(ultralytics_weights.equivalent_config(checkpoint), resolve=True, enum_to_str=True)
     meta = {
         "format": "ultralytics",
         "names": list(checkpoint.names),
-        "model_config": config,
+        "model_config": ultralytics_weights.equivalent_config(checkpoint),
         "ultralytics": {"model": checkpoint.model_name, "train_args": checkpoint.train_args},
     }
     return model, meta

@@ -81,13 +81,16 @@ def test_metrics_equal_pycocotools_on_the_same_files(tmp_path) -> None:
 
 
 def tiny_checkpoint(tmp_path) -> str:
+    from omegaconf import OmegaConf
+
     from detector.checkpoint import save_checkpoint
     from detector.config import compose
     from detector.models.zoo import instantiate_model
 
     cfg = compose("train", ["model=yolov8n", "model.scale.width=0.0625"])
-    model = instantiate_model(cfg.model)
-    return str(save_checkpoint(tmp_path / "tiny.pt", model, cfg.model, list(cfg.data.names), imgsz=64))
+    config = OmegaConf.to_container(cfg.model, resolve=True)
+    model = instantiate_model(config)
+    return str(save_checkpoint(tmp_path / "tiny.pt", model, config, list(cfg.data.names), imgsz=64))
 
 
 def test_evaluate_script_writes_metrics_that_pycocotools_reproduces(tmp_path) -> None:

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from detector.checkpoint import save_checkpoint
 from detector.config import compose
@@ -131,11 +132,12 @@ def test_fused_model_to_markdown_named_by_out(tmp_path, capsys) -> None:
 
 def test_compare_to_reports_the_relative_change(tmp_path) -> None:
     cfg = compose("train", ["model=yolov8n", "model.scale.width=0.0625", "data.num_classes=2", "data.names=[a,b]"])
-    model = instantiate_model(cfg.model)
-    before = save_checkpoint(tmp_path / "before.pt", model, cfg.model, ["a", "b"])
+    config = OmegaConf.to_container(cfg.model, resolve=True)
+    model = instantiate_model(config)
+    before = save_checkpoint(tmp_path / "before.pt", model, config, ["a", "b"])
     with torch.no_grad():
         model.backbone.stem.conv.weight.mul_(1.1)  # 10 % larger everywhere
-    after = save_checkpoint(tmp_path / "after.pt", model, cfg.model, ["a", "b"])
+    after = save_checkpoint(tmp_path / "after.pt", model, config, ["a", "b"])
     inspect(tmp_path, f"checkpoint={before}", f"compare_to={after}", "imgsz=64", f"out={tmp_path / 'diff.json'}")
     rows = {r["path"]: r for r in json.loads((tmp_path / "diff.json").read_text())["layers"]}
     assert rows["backbone.stem.conv"]["relative_change"] == pytest.approx(0.1, rel=1e-5)

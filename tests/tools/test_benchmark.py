@@ -11,7 +11,7 @@ import torch
 
 from detector import build_model
 from detector.checkpoint import save_checkpoint
-from detector.config import compose
+from detector.config.models import model_config
 from detector.device import cpu_has_native_bf16
 from detector.errors import ConfigError
 from detector.tools.benchmark.figure import GOALS, Figure
@@ -108,9 +108,7 @@ def test_alternate_takes_turns_after_warmup() -> None:
 def test_reference_weights_from_a_checkpoint(tmp_path) -> None:
     names = ["circle", "rectangle", "triangle", "star", "hexagon", "cross"]
     model = build_model("yolov8n", num_classes=6)
-    path = save_checkpoint(
-        tmp_path / "w.pt", model, compose("model_only", ["model=yolov8n", "data.num_classes=6"]).model, names
-    )
+    path = save_checkpoint(tmp_path / "w.pt", model, model_config("yolov8n", 6), names)
     reference = reference_weights("yolov8n", str(path), 0, names)
     weights, got_names, described = reference.weights, reference.names, reference.described
     assert got_names == names and described.startswith(f"checkpoint {path}")

@@ -8,6 +8,7 @@ import json
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from detector.data.shapes import SHAPE_NAMES
 from tests.helpers import REPO, run_script, write_ultralytics_checkpoint
@@ -49,8 +50,9 @@ def write_ours(path, names=SHAPE_NAMES) -> torch.nn.Module:
     from detector.models.zoo import instantiate_model
 
     cfg = compose("train", ["model=yolov8n", "model.scale.width=0.0625"])
-    model = instantiate_model(cfg.model)
-    save_checkpoint(path, model, cfg.model, list(names))
+    config = OmegaConf.to_container(cfg.model, resolve=True)
+    model = instantiate_model(config)
+    save_checkpoint(path, model, config, list(names))
     return model
 
 

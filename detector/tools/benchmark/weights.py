@@ -9,12 +9,12 @@ import torch
 from torch import nn
 
 from detector.checkpoint import save_checkpoint
+from detector.config.models import model_config
 from detector.errors import ConfigError
 from detector.eval.report import check_names
 from detector.interop import ultralytics as ul
 from detector.interop.weights import load_weights
 from detector.models import Detector, build_model
-from detector.models.zoo import model_config
 
 
 @dataclass
