@@ -155,22 +155,33 @@ class AdamWConfig:
 
 
 class ScheduleShape(str, Enum):
+    """The options of the ``schedule`` group (``configs/schedule/<name>.yaml``); compare's recipe names one."""
+
     cosine = "cosine"
     linear = "linear"
 
 
 @dataclass
 class ScheduleConfig:
-    shape: ScheduleShape = ScheduleShape.cosine
+    """A learning-rate schedule (``schedule=cosine|linear``): a partial of
+    :class:`detector.train.optim.Schedule`, given ``epochs`` by the training task."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
     final_lr_ratio: float = 0.01  # last epoch's lr as a fraction of optim.lr
     warmup_epochs: float = 3.0
     warmup_momentum: float = 0.8
     warmup_bias_lr: float = 0.1
 
 
-class LoggerBackend(str, Enum):
-    csv = "csv"
-    wandb = "wandb"
+@dataclass
+class CosineScheduleConfig(ScheduleConfig):
+    _target_: str = "detector.train.optim.CosineSchedule"
+
+
+@dataclass
+class LinearScheduleConfig(ScheduleConfig):
+    _target_: str = "detector.train.optim.LinearSchedule"
 
 
 class WandbMode(str, Enum):
@@ -181,7 +192,21 @@ class WandbMode(str, Enum):
 
 @dataclass
 class LoggerConfig:
-    backend: LoggerBackend = LoggerBackend.csv
+    """The run's loggers (``logger=csv|wandb``): a partial of a function of ``run_dir``, ``run_id`` and
+    ``name`` returning a :class:`detector.train.loggers.MultiLogger`."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
+
+
+@dataclass
+class CSVLoggerConfig(LoggerConfig):
+    _target_: str = "detector.train.loggers.csv_loggers"
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    _target_: str = "detector.train.loggers.wandb_loggers"
     project: str = "detector"
     entity: Optional[str] = None
     mode: WandbMode = WandbMode.online
@@ -243,7 +268,7 @@ class TrainConfig(RunConfig):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: Any = MISSING
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # typed by the chosen option's schema
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
 
 
@@ -487,5 +512,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/neck": {"pan": PANConfig, "fpn": FPNConfig},
     "schema/head": {"dfl": DFLHeadConfig},
     "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
+    "schema/schedule": {"cosine": CosineScheduleConfig, "linear": LinearScheduleConfig},
+    "schema/logger": {"csv": CSVLoggerConfig, "wandb": WandbLoggerConfig},
     "schema/data": {"shapes": ShapesDataConfig, "yolo": YoloDataConfig, "coco_json": CocoJsonDataConfig},
 }

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
 
 import torch
 import yaml
@@ -14,7 +13,7 @@ from torch import nn
 
 from detector.checkpoint import checkpoint_payload, load_checkpoint, read_checkpoint, write_checkpoint
 from detector.config import instantiate_node, validate
-from detector.config.schemas import TrainConfig
+from detector.config.schemas import _SCHEMAS, TrainConfig
 from detector.data.build import build_source, load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader
 from detector.device import autocast_dtype, memory_format, select_device
@@ -27,7 +26,6 @@ from detector.runs import make_run_dir, write_text_atomic
 from detector.tasks.command_line import CommandLine
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
-from detector.train.loggers import build_loggers
 from detector.train.loop import (
     Collaborators,
     LoopState,
@@ -37,7 +35,7 @@ from detector.train.loop import (
     rng_state,
     train_epochs,
 )
-from detector.train.optim import Schedule, build_optimizer
+from detector.train.optim import build_optimizer
 from detector.train.surgery import copy_fitting, freeze
 
 RESUMABLE = ("train.", "device", "logger.")  # what a resumed run may change on the command line
@@ -101,15 +99,8 @@ def _train(
     optimizer = build_optimizer(
         model, instantiate_node(cfg.optim, "optim"), cfg.optim.weight_decay, loop.batch, loop.nbs
     )
-    sched = cfg.schedule
-    schedule = Schedule(
-        loop.epochs,
-        _text(sched.shape),
-        sched.final_lr_ratio,
-        sched.warmup_epochs,
-        sched.warmup_momentum,
-        sched.warmup_bias_lr,
-    )
+    plain_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    schedule = instantiate_node(OmegaConf.create(plain_config["schedule"]), "schedule")(epochs=loop.epochs)
     amp_dtype = autocast_dtype(device, loop.amp, "train.amp")
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEMA(model, loop.ema_decay, loop.ema_tau)
@@ -132,15 +123,12 @@ def _train(
     else:
         run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok) if process.main else Path(".")
 
-    plain_config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
     loggers = None
     if process.main:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         run_id = payload["train"].get("logger_run_id") if payload else None
-        lg = cfg.logger
-        loggers = build_loggers(
-            _text(lg.backend), run_dir, lg.project, lg.entity, _text(lg.mode), list(lg.tags), run_id, cfg.name
-        )
+        make_loggers = instantiate_node(OmegaConf.create(plain_config["logger"]), "logger")
+        loggers = make_loggers(run_dir, run_id=run_id, name=cfg.name)
         loggers.log_config(plain_config)
         info = summary(model, cfg.imgsz)
         console.print(
@@ -221,14 +209,12 @@ def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, conso
         console.print(f"{why}: results in {run_dir}" + (f" (best: {best})" if best.is_file() else ""))
 
 
-def _text(value: Any) -> str:
-    """A config enum member (or a plain string) as its string value."""
-    return str(getattr(value, "value", value))
-
-
 def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
     """The saved config with the command line's ``train.*``, ``device`` and ``logger.*`` values on top."""
-    cfg = OmegaConf.merge(OmegaConf.structured(TrainConfig), saved)
+    saved = upgraded(saved)
+    cfg = OmegaConf.structured(TrainConfig)
+    cfg.logger = OmegaConf.structured(schema_of("logger", saved["logger"]))  # the saved option's own keys
+    cfg = OmegaConf.merge(cfg, saved)
     for override in overrides:
         key, _, value = override.lstrip("+~").partition("=")
         if not key.startswith(RESUMABLE):
@@ -240,3 +226,24 @@ def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
     cfg.resume = None
     validate(cfg)
     return cfg
+
+
+def schema_of(group: str, node: dict) -> type:
+    """The schema registered for a saved ``group`` node, found by its ``_target_``."""
+    for schema in _SCHEMAS[f"schema/{group}"].values():
+        if schema._target_ == node.get("_target_"):
+            return schema
+    raise ConfigError(f"{group}._target_={node.get('_target_')!r} is none of the {group} options")
+
+
+def upgraded(saved: dict) -> dict:
+    """A config saved before ``schedule`` and ``logger`` were ``_target_`` nodes (``schedule.shape``,
+    ``logger.backend``), rewritten as the option it named."""
+    saved = dict(saved)
+    for group, name_key in (("schedule", "shape"), ("logger", "backend")):
+        node = dict(saved.get(group) or {})
+        if name_key in node:
+            schema = _SCHEMAS[f"schema/{group}"][str(node.pop(name_key))]
+            keys = {f.name for f in fields(schema)}
+            saved[group] = {"_target_": schema._target_, **{k: v for k, v in node.items() if k in keys}}
+    return saved
