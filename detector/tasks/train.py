@@ -6,13 +6,13 @@ from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
-import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from torch import nn
 
 from detector.checkpoint import checkpoint_payload, load_checkpoint, read_checkpoint, write_checkpoint
-from detector.config import instantiate_node, validate
+from detector.config import describe_error, instantiate_node, validate
 from detector.config.schemas import _SCHEMAS, TrainConfig
 from detector.data.build import build_source, load_split, train_dataset, val_dataset
 from detector.data.loader import build_loader
@@ -50,9 +50,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
         payload = read_checkpoint(resume)
         if "train" not in payload:
             raise ConfigError(f"{resume} holds weights only, no training state: use train.init={resume}")
-        cfg = resumed_config(
-            payload["train"]["config"], [o for o in command_line.overrides if not o.startswith("resume=")]
-        )
+        cfg = resumed_config(payload["train"]["config"], list(command_line.overrides))
     device = select_device(cfg.device)
     process = setup(device)
     if process.distributed and device.type == "cuda":
@@ -210,19 +208,28 @@ def finish(run_dir, weights, why, val_index, val_ds, cfg, device, loggers, conso
 
 
 def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
-    """The saved config with the command line's ``train.*``, ``device`` and ``logger.*`` values on top."""
+    """The saved config with the command line's ``train.*``, ``device`` and ``logger.*`` values on
+    top, read by Hydra's override parser (``resume=`` itself is skipped); anything else is refused."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
     saved = upgraded(saved)
     cfg = OmegaConf.structured(TrainConfig)
     cfg.logger = OmegaConf.structured(schema_of("logger", saved["logger"]))  # the saved option's own keys
-    cfg = OmegaConf.merge(cfg, saved)
-    for override in overrides:
-        key, _, value = override.lstrip("+~").partition("=")
-        if not key.startswith(RESUMABLE):
-            raise ConfigError(
-                f"{override}: a resumed run keeps its model, data and augmentation; only "
-                "train.*, device and logger.* can change"
-            )
-        OmegaConf.update(cfg, key, yaml.safe_load(value), merge=True)
+    try:
+        cfg = OmegaConf.merge(cfg, saved)
+        for override in OverridesParser.create().parse_overrides(overrides):
+            key = override.key_or_group
+            if key == "resume":
+                continue
+            if not key.startswith(RESUMABLE) or override.is_sweep_override():
+                raise ConfigError(
+                    f"{override.input_line}: a resumed run keeps its model, data and augmentation; only "
+                    "train.*, device and logger.* can change, one value each"
+                )
+            OmegaConf.update(cfg, key, None if override.is_delete() else override.value(), merge=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(describe_error(err)) from err
     cfg.resume = None
     validate(cfg)
     return cfg

@@ -1,5 +1,6 @@
-"""The config of a resumed run: configs saved before schedule and logger were ``_target_`` nodes
-still resume; every logger option builds its loggers."""
+"""The config of a resumed run: the saved one, with only train.*, device and logger.* changed from
+the command line (read by Hydra's override parser); configs saved before schedule and logger were
+``_target_`` nodes still resume."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from detector.config import compose, instantiate_node
+from detector.errors import ConfigError
 from detector.tasks.train import resumed_config
 from detector.train.loggers import CSVLogger, WandbLogger
 from detector.train.optim import LinearSchedule
@@ -14,6 +16,41 @@ from detector.train.optim import LinearSchedule
 
 def saved(*overrides: str) -> dict:
     return OmegaConf.to_container(compose("train", list(overrides)), resolve=True, enum_to_str=True)
+
+
+def test_train_device_and_logger_values_change() -> None:
+    cfg = resumed_config(
+        saved("logger=wandb", "train.epochs=3"),
+        [
+            "resume=runs/train/exp/weights/last.pt",
+            "train.epochs=5",
+            "device=cpu",
+            "logger.mode=offline",
+            "+logger.tags=[a,b]",
+        ],
+    )
+    assert cfg.resume is None and cfg.train.epochs == 5 and cfg.device == "cpu"
+    assert cfg.logger.mode == "offline" and list(cfg.logger.tags) == ["a", "b"]
+    assert cfg.model == compose("train", []).model  # the rest as saved
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("model.scale.width=0.5", "model.scale.width=0.5: a resumed run keeps its model, data and augmentation"),
+        ("augment=none", "augment=none: a resumed run keeps"),
+        ("logger=csv", "logger=csv: a resumed run keeps"),
+        ("train.epochs=1,2", "only train.*, device and logger.* can change, one value each"),
+        ("train.epochz=2", "unknown key 'train.epochz' (did you mean 'train.epochs'?)"),
+        ("train.epochs=many", "invalid value for 'train.epochs'"),
+        ("logger.mode=sometimes", "invalid value for 'logger.mode'"),
+        ("train.epochs=[", "cannot parse override 'train.epochs=['"),
+    ],
+)
+def test_anything_else_is_one_line(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        resumed_config(saved("logger=wandb"), [override])
+    assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_a_config_saved_with_schedule_shape_and_logger_backend_resumes() -> None:
