@@ -163,22 +163,33 @@ class AdamWConfig:
 
 
 class ScheduleShape(str, Enum):
+    """The options of the ``schedule`` group (``configs/schedule/<name>.yaml``); compare's recipe names one."""
+
     cosine = "cosine"
     linear = "linear"
 
 
 @dataclass
 class ScheduleConfig:
-    shape: ScheduleShape = ScheduleShape.cosine
+    """A learning-rate schedule (``schedule=cosine|linear``): a partial of
+    :class:`detector.train.optim.Schedule`, given ``epochs`` by the training task."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
     final_lr_ratio: float = 0.01  # last epoch's lr as a fraction of optim.lr
     warmup_epochs: float = 3.0
     warmup_momentum: float = 0.8
     warmup_bias_lr: float = 0.1
 
 
-class LoggerBackend(str, Enum):
-    csv = "csv"
-    wandb = "wandb"
+@dataclass
+class CosineScheduleConfig(ScheduleConfig):
+    _target_: str = "detector.train.optim.CosineSchedule"
+
+
+@dataclass
+class LinearScheduleConfig(ScheduleConfig):
+    _target_: str = "detector.train.optim.LinearSchedule"
 
 
 class WandbMode(str, Enum):
@@ -189,7 +200,21 @@ class WandbMode(str, Enum):
 
 @dataclass
 class LoggerConfig:
-    backend: LoggerBackend = LoggerBackend.csv
+    """The run's loggers (``logger=csv|wandb``): a partial of a function of ``run_dir``, ``run_id`` and
+    ``name`` returning a :class:`detector.train.loggers.MultiLogger`."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
+
+
+@dataclass
+class CSVLoggerConfig(LoggerConfig):
+    _target_: str = "detector.train.loggers.csv_loggers"
+
+
+@dataclass
+class WandbLoggerConfig(LoggerConfig):
+    _target_: str = "detector.train.loggers.wandb_loggers"
     project: str = "detector"
     entity: Optional[str] = None
     mode: WandbMode = WandbMode.online
@@ -198,12 +223,16 @@ class LoggerConfig:
 
 @dataclass
 class TrainLoopConfig:
-    epochs: int = 100
+    """``train.*``. The defaults are the default run's (``python train.py``), sized for a CPU."""
+
+    epochs: int = 11  # the default run: 14.6 minutes on 2 CPU cores (see README)
     batch: int = 16  # images per optimizer step over all processes (torchrun splits it)
-    nbs: int = 64  # nominal batch: gradients accumulate until about nbs images, weight decay scales with it
+    # nominal batch: gradients accumulate until about nbs images, weight decay scales with it. 16: one
+    # optimizer step per batch, for a short CPU run (64, the usual nominal batch, on a GPU)
+    nbs: int = 16
     seed: int = 0
     deterministic: bool = False  # deterministic algorithms (slower on GPU)
-    workers: int = 4  # data-loader processes per training process
+    workers: int = 2  # data-loader processes per training process
     cache_images: bool = False  # keep decoded, resized images in RAM
     fraction: float = 1.0  # train on this first fraction of the train split
     # mixed precision. null: on CUDA (bf16 where supported, else fp16 with a grad scaler), off on CPU;
@@ -258,13 +287,14 @@ class RunConfig:
 @dataclass
 class TrainConfig(RunConfig):
     task: str = "train"
+    imgsz: int = 320  # the default run is sized for a CPU: raise it (640) on a GPU
     resume: Optional[str] = None  # a last.pt to continue; its run directory and config are reused
     model: ModelConfig = field(default_factory=ModelConfig)
     data: Any = MISSING
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: Any = MISSING
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)  # typed by the chosen option's schema
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
 
 
@@ -503,5 +533,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/neck": {"pan": PANConfig, "fpn": FPNConfig},
     "schema/head": {"dfl": DFLHeadConfig},
     "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
+    "schema/schedule": {"cosine": CosineScheduleConfig, "linear": LinearScheduleConfig},
+    "schema/logger": {"csv": CSVLoggerConfig, "wandb": WandbLoggerConfig},
     "schema/data": {"shapes": ShapesDataConfig, "yolo": YoloDataConfig, "coco_json": CocoJsonDataConfig},
 }

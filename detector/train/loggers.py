@@ -1,7 +1,8 @@
 """Experiment loggers for the training loop (rank 0 only): a local CSV + plot, and Weights & Biases.
 
-The loop talks to one :class:`MultiLogger` built by :func:`build_loggers`; every logger follows the
-small :class:`Logger` protocol, so a new tracker is one more class.
+The loop talks to one :class:`MultiLogger`, built by the ``logger`` config's ``_target_``
+(:func:`csv_loggers` or :func:`wandb_loggers`); every logger follows the small :class:`Logger`
+protocol, so a new tracker is one more class and one more factory.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import csv
 import io
 import math
 import warnings
-from enum import Enum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -148,7 +148,6 @@ class WandbLogger:
     ) -> None:
         import wandb
 
-        mode = _plain(mode)
         if mode not in WANDB_MODES:
             raise ValueError(f"wandb mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
         self.run_dir = Path(run_dir)
@@ -237,24 +236,24 @@ class MultiLogger:
             logger.finish()
 
 
-def build_loggers(
-    backend: str,
+def csv_loggers(run_dir: Path, run_id: str | None = None, name: str | None = None) -> MultiLogger:
+    """``logger=csv``: the run directory's ``metrics.csv`` and ``results.png`` only (``run_id`` and
+    ``name`` are for trackers; there is none)."""
+    return MultiLogger([CSVLogger(run_dir)])
+
+
+def wandb_loggers(
     run_dir: Path,
     project: str,
     entity: str | None,
     mode: str,
     tags: list[str],
-    run_id: str | None,
-    name: str | None,
+    run_id: str | None = None,
+    name: str | None = None,
 ) -> MultiLogger:
-    """Always a :class:`CSVLogger`; with ``backend == "wandb"`` also a :class:`WandbLogger`."""
-    backend = _plain(backend)
-    if backend not in ("csv", "wandb"):
-        raise ValueError(f"logger backend must be 'csv' or 'wandb', got {backend!r}")
-    loggers: list[Logger] = [CSVLogger(run_dir)]
-    if backend == "wandb":
-        loggers.append(WandbLogger(run_dir, project, entity, mode, list(tags), run_id=run_id, name=name))
-    return MultiLogger(loggers)
+    """``logger=wandb``: the run directory's files and a :class:`WandbLogger` run (``run_id``: the
+    run to continue)."""
+    return MultiLogger([CSVLogger(run_dir), WandbLogger(run_dir, project, entity, mode, list(tags), run_id, name)])
 
 
 def _settings(wandb: Any) -> Any:
@@ -285,9 +284,4 @@ def _number(text: str | None) -> float | None:
         return None
 
 
-def _plain(value: Any) -> Any:
-    """The plain value of a config enum (``WandbMode.offline`` -> ``"offline"``), else the value."""
-    return value.value if isinstance(value, Enum) else value
-
-
-__all__ = ["WANDB_MODES", "CSVLogger", "Logger", "MultiLogger", "WandbLogger", "build_loggers"]
+__all__ = ["WANDB_MODES", "CSVLogger", "Logger", "MultiLogger", "WandbLogger", "csv_loggers", "wandb_loggers"]

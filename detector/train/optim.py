@@ -58,24 +58,28 @@ def build_optimizer(
     return optimizer
 
 
+def base_momentum(optimizer: torch.optim.Optimizer) -> float:
+    """The momentum the optimizer was configured with (``betas[0]`` for Adam-style optimizers): where
+    the warmup's momentum ends."""
+    defaults = optimizer.defaults
+    return float(defaults.get("momentum", defaults.get("betas", (0.9,))[0]))
+
+
 @dataclass
 class Schedule:
-    """Per-epoch decay (cosine or linear, from 1 to ``final_lr_ratio``) after a per-iteration warmup of
-    ``warmup_epochs`` (at least 100 iterations): learning rates rise from 0 (biases: fall from
-    ``warmup_bias_lr``) and momentum from ``warmup_momentum`` to its configured value."""
+    """Per-epoch decay from 1 to ``final_lr_ratio`` (its shape: :meth:`factor` of a subclass) after a
+    per-iteration warmup of ``warmup_epochs`` (at least 100 iterations): learning rates rise from 0
+    (biases: fall from ``warmup_bias_lr``) and momentum from ``warmup_momentum`` to its configured value."""
 
     epochs: int
-    shape: str = "cosine"
-    final_lr_ratio: float = 0.01
-    warmup_epochs: float = 3.0
-    warmup_momentum: float = 0.8
-    warmup_bias_lr: float = 0.1
+    final_lr_ratio: float
+    warmup_epochs: float
+    warmup_momentum: float
+    warmup_bias_lr: float
 
     def factor(self, epoch: int) -> float:
-        t = epoch / max(self.epochs, 1)
-        if self.shape == "cosine":
-            return ((1 - math.cos(t * math.pi)) / 2) * (self.final_lr_ratio - 1) + 1
-        return (1 - t) * (1.0 - self.final_lr_ratio) + self.final_lr_ratio
+        """The learning rate of ``epoch`` as a fraction of the initial one."""
+        raise NotImplementedError
 
     def warmup_iterations(self, batches_per_epoch: int) -> int:
         return max(round(self.warmup_epochs * batches_per_epoch), 100) if self.warmup_epochs > 0 else 0
@@ -96,3 +100,19 @@ class Schedule:
                 group["momentum"] = m
             elif "betas" in group:
                 group["betas"] = (m, group["betas"][1])
+
+
+class CosineSchedule(Schedule):
+    """Cosine decay (``schedule=cosine``)."""
+
+    def factor(self, epoch: int) -> float:
+        t = epoch / max(self.epochs, 1)
+        return ((1 - math.cos(t * math.pi)) / 2) * (self.final_lr_ratio - 1) + 1
+
+
+class LinearSchedule(Schedule):
+    """Linear decay (``schedule=linear``)."""
+
+    def factor(self, epoch: int) -> float:
+        t = epoch / max(self.epochs, 1)
+        return (1 - t) * (1.0 - self.final_lr_ratio) + self.final_lr_ratio

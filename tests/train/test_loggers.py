@@ -8,7 +8,9 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from detector.train.loggers import CSVLogger, MultiLogger, WandbLogger, build_loggers
+from detector.config import compose, instantiate_node
+from detector.errors import ConfigError
+from detector.train.loggers import CSVLogger, MultiLogger, WandbLogger, wandb_loggers
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -130,7 +132,7 @@ def test_wandb_online_failure_falls_back_to_offline(wandb_env: Path) -> None:
 
 
 def test_wandb_disabled_writes_nothing(wandb_env: Path) -> None:
-    logger = build_loggers("wandb", wandb_env, "detector-tests", None, "disabled", [], run_id=None, name=None)
+    logger = wandb_loggers(wandb_env, "detector-tests", None, "disabled", [], run_id=None, name=None)
     assert isinstance(logger, MultiLogger) and len(logger.loggers) == 2
     logger.log_config({"epochs": 1})
     logger.log_epoch(0, {"loss": 1.0})
@@ -142,9 +144,10 @@ def test_wandb_disabled_writes_nothing(wandb_env: Path) -> None:
 
 
 def test_build_loggers_and_bad_values(tmp_path: Path) -> None:
-    logger = build_loggers("csv", tmp_path, "p", None, "online", [], run_id=None, name=None)
+    make = instantiate_node(compose("train", ["logger=csv"]).logger, "logger")  # the logger option's _target_
+    logger = make(tmp_path, run_id=None, name=None)
     assert [type(x) for x in logger.loggers] == [CSVLogger] and logger.run_id is None
-    with pytest.raises(ValueError, match="backend"):
-        build_loggers("tensorboard", tmp_path, "p", None, "offline", [], run_id=None, name=None)
+    with pytest.raises(ConfigError, match="logger"):
+        compose("train", ["logger=tensorboard"])
     with pytest.raises(ValueError, match="mode"):
         WandbLogger(tmp_path, project="p", entity=None, mode="shared", tags=[])

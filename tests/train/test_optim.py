@@ -9,7 +9,14 @@ import pytest
 import torch
 from torch import nn
 
-from detector.train.optim import Schedule, accumulation_steps, build_optimizer, parameter_groups, warmup_accumulation
+from detector.train.optim import (
+    CosineSchedule,
+    LinearSchedule,
+    accumulation_steps,
+    build_optimizer,
+    parameter_groups,
+    warmup_accumulation,
+)
 
 
 def small_model() -> nn.Module:
@@ -55,9 +62,7 @@ def test_accumulation_ramps_during_warmup() -> None:
 def test_warmup_then_cosine() -> None:
     model = small_model()
     optimizer = build_optimizer(model, functools.partial(torch.optim.SGD, lr=0.01, momentum=0.937), 0.0005, 16, 64)
-    schedule = Schedule(
-        epochs=10, shape="cosine", final_lr_ratio=0.01, warmup_epochs=1, warmup_momentum=0.8, warmup_bias_lr=0.1
-    )
+    schedule = CosineSchedule(epochs=10, final_lr_ratio=0.01, warmup_epochs=1, warmup_momentum=0.8, warmup_bias_lr=0.1)
     warmup = schedule.warmup_iterations(150)
     assert warmup == 150 and schedule.warmup_iterations(20) == 100  # at least 100 iterations
     schedule.apply(optimizer, epoch=0, iteration=75, warmup=warmup, momentum=0.937)
@@ -67,4 +72,5 @@ def test_warmup_then_cosine() -> None:
     schedule.apply(optimizer, epoch=5, iteration=800, warmup=warmup, momentum=0.937)
     expected = ((1 - math.cos(0.5 * math.pi)) / 2) * (0.01 - 1) + 1  # 0.505 at mid-training
     assert all(g["lr"] == pytest.approx(0.01 * expected) for g in optimizer.param_groups)
-    assert Schedule(epochs=10, shape="linear").factor(10) == pytest.approx(0.01)
+    linear = LinearSchedule(epochs=10, final_lr_ratio=0.01, warmup_epochs=3.0, warmup_momentum=0.8, warmup_bias_lr=0.1)
+    assert linear.factor(10) == pytest.approx(0.01)

@@ -5,7 +5,6 @@ with the same weights, batch, optimizer settings and loss gains."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -23,8 +22,9 @@ from detector.tools.benchmark.figure import Figure, device_label
 from detector.tools.benchmark.weights import Reference
 from detector.tools.timing import Alternate, seconds_per_call
 from detector.train.ema import ModelEMA
-from detector.train.loop import optimizer_step
 from detector.train.optim import build_optimizer
+from detector.train.state import LoopState
+from detector.train.step import StepParts, train_step
 from detector.types import LossGains, Targets
 
 GAINS = asdict(LossGains())  # the training loop's loss gains (they do not change the work)
@@ -49,25 +49,27 @@ def our_train_step(
     dtype: torch.dtype | None = None,
     clip: float = 10.0,
 ) -> Callable[[], None]:
-    """One optimizer step as our training loop makes it: images to the device and to [0, 1],
-    forward (autocast to ``dtype``, if given), :class:`DetectionLoss`, backward, gradient clipping,
-    the optimizer step of our parameter groups and the EMA update."""
+    """One optimizer step of our training loop: :func:`detector.train.step.train_step` itself on the
+    fixed batch (images to the device and to [0, 1], forward with autocast to ``dtype`` if given,
+    :class:`DetectionLoss`, backward, gradient clipping, the optimizer step of our parameter groups
+    and the EMA update), with a step after every batch."""
     fmt = memory_format(device)
     model = model.to(device, memory_format=fmt).train()
     batch = images.shape[0]
-    optimizer = build_optimizer(model, make_optimizer, weight_decay, batch, nbs=batch)  # one batch per step
-    ema = ModelEMA(model)
-    criterion = DetectionLoss(model.head.num_classes, model.head.reg_max, **gains)
-    scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
+    parts = StepParts(
+        model=model,
+        optimizer=build_optimizer(model, make_optimizer, weight_decay, batch, nbs=batch),  # one batch per step
+        ema=ModelEMA(model),
+        criterion=DetectionLoss(model.head.num_classes, model.head.reg_max, **gains),
+        scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
+        device=device,
+        amp_dtype=dtype,
+        memory_format=fmt,
+    )
+    state = LoopState()
 
     def step() -> None:
-        x = images.to(device, non_blocking=True).float().div_(255).contiguous(memory_format=fmt)
-        t = targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=dtype) if dtype else nullcontext():
-            out = model(x)
-        loss, _ = criterion(out.float(), t, batch)
-        scaler.scale(loss).backward()
-        optimizer_step(optimizer, scaler, ema, model, clip)
+        train_step(parts, state, images, targets, pending=0, accumulate=1, clip=clip, max_nonfinite=1)
 
     return step
 
