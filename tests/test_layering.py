@@ -39,8 +39,8 @@ SAME_LAYER = {
     ("train", "eval"),  # the loop validates with the evaluator and its post-processing
 }
 
-# Today's known violations, each with the reason; delete a line when its import is gone. Any
-# other violation fails the test, and so does a line that no longer matches anything.
+# Deliberate exceptions, each with its reason (none today). Any other violation fails the test,
+# and so does a line that no longer matches anything.
 ALLOWED_IMPORTS: set[tuple[str, str]] = set()
 ALLOWED_CYCLES: set[frozenset[str]] = set()
 
