@@ -174,7 +174,7 @@ def test_every_command_that_takes_a_checkpoint_refuses_them(tmp_path, command) -
     assert not marker.exists()
 
 
-def test_fine_tuning_from_an_ultralytics_checkpoint_with_another_class_count(tmp_path) -> None:
+def test_fine_tuning_from_an_ultralytics_checkpoint_with_another_class_count(tmp_path, tiny_data) -> None:
     path = write_ultralytics_checkpoint(tmp_path / "u.pt", "yolov8n.yaml", 80, stripped=True)
     result = run_script(
         str(REPO / "train.py"),
@@ -183,10 +183,7 @@ def test_fine_tuning_from_an_ultralytics_checkpoint_with_another_class_count(tmp
         "train.freeze=3",
         "imgsz=64",
         "device=cpu",
-        "data.num_train=4",
-        "data.num_val=2",
-        "data.imgsz=96",
-        f"data.root={tmp_path / 'shapes'}",
+        *tiny_data,
         "train.epochs=1",
         "train.batch=2",
         "train.nbs=2",

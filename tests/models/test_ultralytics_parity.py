@@ -19,7 +19,11 @@ def ultralytics_model(name: str, num_classes: int = 80) -> torch.nn.Module:
     return DetectionModel(f"{name}.yaml", nc=num_classes, verbose=False)
 
 
-@pytest.mark.parametrize("name", YOLO_MODELS)
+# the l and x scales take seconds each to build twice: the slow run covers them
+SCALES = [pytest.param(n, marks=pytest.mark.slow) if n[-1] in "lx" else n for n in YOLO_MODELS]
+
+
+@pytest.mark.parametrize("name", SCALES)
 def test_parameters_flops_and_state_dict_order_match(name: str) -> None:
     from ultralytics.utils.torch_utils import get_flops
 

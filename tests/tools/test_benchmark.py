@@ -42,6 +42,7 @@ TINY = [
 ]
 
 
+@pytest.mark.slow
 def test_benchmark_script_writes_every_figure(tmp_path) -> None:
     result = run_script(
         "scripts/benchmark.py",

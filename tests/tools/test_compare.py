@@ -167,6 +167,7 @@ def test_class_matching_by_name_equals_dropping_other_classes(tmp_path) -> None:
     assert parity(restricted, theirs_restricted, x)["max_abs_score_diff"] < 1e-4
 
 
+@pytest.mark.slow
 def test_compare_train_mode_head_to_head(tmp_path) -> None:
     args = [
         *quick(tmp_path),

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,23 +19,14 @@ from tests.helpers import REPO
 TRAIN = str(REPO / "train.py")
 
 
-def tiny(tmp_path, *extra: str) -> list[str]:
-    """A tiny yolov8 on 8 generated 96-px images; every setting the tests share."""
-    return [
-        "model=yolov8n",
-        "model.scale.width=0.0625",
-        "imgsz=64",
-        "device=cpu",
-        "data.num_train=8",
-        "data.num_val=4",
-        "data.imgsz=96",
-        f"data.root={tmp_path / 'shapes'}",
-        "train.batch=4",
-        "train.nbs=4",
-        "train.workers=0",
-        "schedule.warmup_epochs=0",
-        *extra,
-    ]
+def train_here(*overrides: str) -> Path:
+    """``python train.py *overrides`` in this process (the command line itself is not under test here):
+    the task on the composed config, the overrides handed over as the entry point would."""
+    from detector.config import compose
+    from detector.tasks.command_line import CommandLine
+    from detector.tasks.train import run
+
+    return run(compose("train", list(overrides)), CommandLine(tuple(overrides)))
 
 
 def train(tmp_path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -58,8 +50,8 @@ def rows(path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
-def test_run_directory_holds_everything(tmp_path) -> None:
-    train(tmp_path, *tiny(tmp_path, "train.epochs=2"))
+def test_run_directory_holds_everything(tmp_path, tiny_run) -> None:
+    train_here(*tiny_run, "train.epochs=2")
     run = tmp_path / "runs" / "train" / "exp"
     for name in (
         "config.yaml",
@@ -91,13 +83,13 @@ def test_run_directory_holds_everything(tmp_path) -> None:
     assert checkpoint["epoch"] == 2
 
 
-def test_resume_reproduces_the_uninterrupted_run(tmp_path) -> None:
-    train(tmp_path, *tiny(tmp_path, "train.epochs=3", "train.save_period=1"))
+def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_run) -> None:
+    train_here(*tiny_run, "train.epochs=3", "train.save_period=1")
     run = tmp_path / "runs" / "train" / "exp"
     uninterrupted = rows(run / "metrics.csv")
     final = torch.load(run / "weights" / "last.pt", weights_only=True)
     # an interruption after epoch 1: continue from that epoch's checkpoint, in the same run directory
-    train(tmp_path, f"resume={run / 'weights' / 'epoch1.pt'}")
+    train_here(f"resume={run / 'weights' / 'epoch1.pt'}")
     resumed = rows(run / "metrics.csv")
     assert [r["epoch"] for r in resumed] == ["0", "1", "2"]
     for a, b in zip(uninterrupted, resumed):
@@ -118,17 +110,17 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path) -> None:
     assert again["train"]["state"]["best_fitness"] == pytest.approx(final["train"]["state"]["best_fitness"], abs=1e-6)
 
 
-def test_extending_a_finished_run(tmp_path) -> None:
-    train(tmp_path, *tiny(tmp_path, "train.epochs=1"))
+def test_extending_a_finished_run(tmp_path, tiny_run) -> None:
+    train_here(*tiny_run, "train.epochs=1")
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
-    train(tmp_path, f"resume={last}", "train.epochs=2")
+    train(tmp_path, f"resume={last}", "train.epochs=2")  # the command line of a resumed run, as typed
     table = rows(tmp_path / "runs" / "train" / "exp" / "metrics.csv")
     assert [r["epoch"] for r in table] == ["0", "1"]
 
 
-def test_sigterm_writes_last_and_says_how_to_resume(tmp_path) -> None:
+def test_sigterm_writes_last_and_says_how_to_resume(tmp_path, tiny_run) -> None:
     proc = subprocess.Popen(
-        [sys.executable, TRAIN, *tiny(tmp_path, "train.epochs=200", "train.batch=2", "train.nbs=2")],
+        [sys.executable, TRAIN, *tiny_run, "train.epochs=200", "train.batch=2", "train.nbs=2"],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -146,14 +138,19 @@ def test_sigterm_writes_last_and_says_how_to_resume(tmp_path) -> None:
     assert state["epoch"] < 200
 
 
-def test_sigkill_never_leaves_a_broken_last_checkpoint(tmp_path) -> None:
+@pytest.mark.slow
+def test_sigkill_never_leaves_a_broken_last_checkpoint(tmp_path, tiny_run) -> None:
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
     for delay in (0.0, 0.35, 0.7):
         proc = subprocess.Popen(
             [
                 sys.executable,
                 TRAIN,
-                *tiny(tmp_path, "train.epochs=200", "exist_ok=true", "train.save_period=1", "train.val=false"),
+                *tiny_run,
+                "train.epochs=200",
+                "exist_ok=true",
+                "train.save_period=1",
+                "train.val=false",
             ],
             cwd=tmp_path,
             stdout=subprocess.DEVNULL,
@@ -170,24 +167,25 @@ def test_sigkill_never_leaves_a_broken_last_checkpoint(tmp_path) -> None:
         last.unlink()
 
 
-def test_wandb_offline_leaves_a_syncable_run(tmp_path) -> None:
+def test_wandb_offline_leaves_a_syncable_run(tmp_path, tiny_run) -> None:
     env = {
         "WANDB_SILENT": "true",
         "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config"),
         "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
         "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
     }
-    train(tmp_path, *tiny(tmp_path, "train.epochs=1", "logger=wandb", "logger.mode=offline"), env=env)
+    train(tmp_path, *tiny_run, "train.epochs=1", "logger=wandb", "logger.mode=offline", env=env)
     runs = list((tmp_path / "runs" / "train" / "exp" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     data = b"".join(p.read_bytes() for p in runs[0].glob("run-*.wandb"))
     assert b"mAP50" in data and b"train/box" in data
 
 
-def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
+@pytest.mark.slow
+def test_torchrun_two_processes_on_cpu(tmp_path, tiny_run) -> None:
     torchrun = shutil.which("torchrun") or str(REPO / "torchrun")
     result = subprocess.run(
-        [torchrun, "--standalone", "--nproc_per_node=2", TRAIN, *tiny(tmp_path, "train.epochs=1")],
+        [torchrun, "--standalone", "--nproc_per_node=2", TRAIN, *tiny_run, "train.epochs=1"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -201,7 +199,7 @@ def test_torchrun_two_processes_on_cpu(tmp_path) -> None:
     assert torch.load(runs[0] / "weights" / "last.pt", weights_only=True)["train"]["state"]["global_step"] >= 2
 
 
-def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, monkeypatch) -> None:
+def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, monkeypatch, tiny_run) -> None:
     import detector.tasks.train as entry
     from detector.config import compose
     from detector.errors import ConfigError
@@ -222,8 +220,11 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, m
     cfg = compose(
         "train",
         [
-            *tiny(tmp_path, "train.epochs=5", "train.max_nonfinite=3", "train.batch=2", "train.nbs=2"),
-            f"project={tmp_path / 'runs'}",
+            *tiny_run,
+            "train.epochs=5",
+            "train.max_nonfinite=3",
+            "train.batch=2",
+            "train.nbs=2",
         ],
     )
     with pytest.raises(ConfigError, match="3 non-finite losses in a row"):
@@ -258,6 +259,7 @@ def write_easy_dataset(root) -> str:
     return str(data)
 
 
+@pytest.mark.slow
 def test_it_learns(tmp_path) -> None:
     """yolov8n trained on four images reaches mAP50 >= 0.9 on those same images."""
     import json
