@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -22,6 +24,19 @@ def randomize_batchnorm(model: torch.nn.Module) -> None:
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.normal_(0.0, 0.1)
+
+
+def run_task(script: str, *overrides: str) -> Any:
+    """What ``python <script> *overrides`` does, in this process: the script's task on the composed
+    config, with the overrides as the entry point hands them over. For tests where the command line
+    itself is not under test (run them from ``tmp_path``: outputs land relative to the working
+    directory, as the script's do)."""
+    from detector.config import compose
+    from detector.tasks.command_line import CommandLine
+
+    name = Path(script).stem.removesuffix("_layers")  # train, evaluate, ..., inspect_layers -> inspect
+    task = importlib.import_module(f"detector.tasks.{name}")
+    return task.run(compose(name, list(overrides)), CommandLine(tuple(overrides)))
 
 
 def run_script(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

@@ -13,7 +13,7 @@ import torch
 from detector import build_model
 from detector.export.onnx import Decoded, OnnxModel, export_onnx, export_torchscript
 from tests.eval.test_coco_metrics import tiny_checkpoint
-from tests.helpers import REPO, randomize_batchnorm, run_script
+from tests.helpers import randomize_batchnorm, run_task
 
 
 def fused_reference(name: str = "yolo11n"):
@@ -72,15 +72,17 @@ def awkward_images(folder: Path) -> list[str]:
     return ["grey", "rgba", "deep", "tiny", "wide", "bus", "zidane"]
 
 
-def test_predict_on_images_of_every_kind_with_pt_and_onnx(tmp_path) -> None:
+def test_predict_on_images_of_every_kind_with_pt_and_onnx(tmp_path, monkeypatch, capsys) -> None:
+    """scripts/predict.py and export.py's tasks, in-process from tmp_path (their command lines are
+    covered by the one-line-error tests)."""
+    monkeypatch.chdir(tmp_path)
     checkpoint = tiny_checkpoint(tmp_path)
     expected = awkward_images(tmp_path / "images")
-    script = str(REPO / "scripts" / "predict.py")
-    result = run_script(
-        script, f"checkpoint={checkpoint}", f"source={tmp_path / 'images'}", "imgsz=64", "conf=0.0002", cwd=tmp_path
+    run_task(
+        "scripts/predict.py", f"checkpoint={checkpoint}", f"source={tmp_path / 'images'}", "imgsz=64", "conf=0.0002"
     )
-    assert result.returncode == 0, result.stderr
-    assert "skipped" in result.stdout and "broken.jpg" in result.stdout
+    printed = capsys.readouterr().out
+    assert "skipped" in printed and "broken.jpg" in printed
     run_dir = tmp_path / "runs" / "predict" / "exp"
     assert sorted(p.stem for p in run_dir.glob("*.json")) == sorted(expected)
     for stem in expected:
@@ -94,18 +96,15 @@ def test_predict_on_images_of_every_kind_with_pt_and_onnx(tmp_path) -> None:
     bus = json.loads((run_dir / "bus.json").read_text())
     assert (bus["width"], bus["height"]) == (810, 1080)
 
-    export = run_script(str(REPO / "scripts" / "export.py"), f"checkpoint={checkpoint}", "imgsz=64", cwd=tmp_path)
-    assert export.returncode == 0, export.stderr
+    run_task("scripts/export.py", f"checkpoint={checkpoint}", "imgsz=64")
     onnx_file = tmp_path / "runs" / "export" / "exp" / "tiny.onnx"
-    again = run_script(
-        script,
+    run_task(
+        "scripts/predict.py",
         f"checkpoint={onnx_file}",
         f"source={tmp_path / 'images' / '*.jpg'}",
         "conf=0.0002",
         "name=onnx",
-        cwd=tmp_path,
     )
-    assert again.returncode == 0, again.stderr
     for stem in ("bus", "zidane", "tiny", "wide"):
         pt = json.loads((run_dir / f"{stem}.json").read_text())["detections"]
         ox = json.loads((tmp_path / "runs" / "predict" / "onnx" / f"{stem}.json").read_text())["detections"]
