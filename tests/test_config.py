@@ -22,8 +22,9 @@ TRAIN = str(REPO / "train.py")
     "overrides, key",
     [
         (["train.epochz=3"], "train.epochz"),
-        (["train.epochs=many"], "train.epochs"),
-        (["model=yolov9z"], "yolov9z"),
+        # the same path through the entry point; the messages themselves: test_compose_errors_name_the_key
+        pytest.param(["train.epochs=many"], "train.epochs", marks=pytest.mark.slow),
+        pytest.param(["model=yolov9z"], "yolov9z", marks=pytest.mark.slow),
     ],
 )
 def test_cli_rejects_bad_config_in_one_line(tmp_path, overrides: list[str], key: str) -> None:

@@ -111,7 +111,8 @@ def test_compare_eval_mode_end_to_end(tmp_path) -> None:
     ("models", "message"),
     [
         ("models=[missing.pt]", "checkpoint not found"),
-        ("models=[garbage.pt]", "neither a detector checkpoint nor an Ultralytics"),
+        # the same path through the entry point; the message itself: test_models_that_cannot_be_compared
+        pytest.param("models=[garbage.pt]", "neither a detector checkpoint nor an Ultralytics", marks=pytest.mark.slow),
     ],
 )
 def test_compare_bad_input_is_one_line(tmp_path, models: str, message: str) -> None:
@@ -128,6 +129,7 @@ def test_compare_bad_input_is_one_line(tmp_path, models: str, message: str) -> N
         ("yolov9z", "unknown model 'yolov9z'"),
         ("rtdetr-l.yaml", "not an Ultralytics model name this project mirrors"),
         ("fewer.pt", "has no class named hexagon, cross"),
+        ("garbage.pt", "neither a detector checkpoint nor an Ultralytics"),
     ],
 )
 def test_models_that_cannot_be_compared(tmp_path, spec: str, message: str) -> None:
@@ -136,6 +138,7 @@ def test_models_that_cannot_be_compared(tmp_path, spec: str, message: str) -> No
     from detector.tools.compare.contenders import load_contender
 
     write_ours(tmp_path / "fewer.pt", names=list(SHAPE_NAMES[:4]))
+    (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all")
     with pytest.raises(ConfigError, match=message):
         contender = load_contender(str(tmp_path / spec) if spec.endswith(".pt") else spec, list(SHAPE_NAMES))
         class_map(contender.names, list(SHAPE_NAMES), contender.label)

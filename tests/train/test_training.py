@@ -113,7 +113,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_run) -> None:
 def test_extending_a_finished_run(tmp_path, tiny_run) -> None:
     train_here(*tiny_run, "train.epochs=1")
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
-    train(tmp_path, f"resume={last}", "train.epochs=2")  # the command line of a resumed run, as typed
+    train_here(f"resume={last}", "train.epochs=2")
     table = rows(tmp_path / "runs" / "train" / "exp" / "metrics.csv")
     assert [r["epoch"] for r in table] == ["0", "1"]
 
