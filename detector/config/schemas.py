@@ -528,7 +528,7 @@ class AugmentOnlyConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
 
-_SCHEMAS: dict[str, dict[str, Any]] = {
+SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/backbone": {"csp_darknet": CSPDarknetConfig, "torchvision": TorchvisionBackboneConfig},
     "schema/neck": {"pan": PANConfig, "fpn": FPNConfig},
     "schema/head": {"dfl": DFLHeadConfig},

@@ -8,7 +8,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from detector.config.schemas import (
-    _SCHEMAS,
+    SCHEMAS,
     AugmentOnlyConfig,
     BenchmarkConfig,
     CheckDataConfig,
@@ -49,6 +49,6 @@ def register_configs() -> None:
     cs.store(name="inspect_schema", node=InspectConfig)
     cs.store(name="benchmark_schema", node=BenchmarkConfig)
     cs.store(name="compare_schema", node=CompareConfig)
-    for group, nodes in _SCHEMAS.items():
+    for group, nodes in SCHEMAS.items():
         for name, node in nodes.items():
             cs.store(group=group, name=name, node=node)

@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 
 from detector.checkpoint import load_checkpoint, read_checkpoint
 from detector.config import describe_error, instantiate_node, validate
-from detector.config.schemas import _SCHEMAS, TrainConfig, TrainLoopConfig
+from detector.config.schemas import SCHEMAS, TrainConfig, TrainLoopConfig
 from detector.data.build import AugmentSettings, load_split, train_dataset, val_dataset
 from detector.data.index import SplitIndex
 from detector.data.loader import build_loader
@@ -259,7 +259,7 @@ def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
 
 def schema_of(group: str, node: dict) -> type:
     """The schema registered for a saved ``group`` node, found by its ``_target_``."""
-    for schema in _SCHEMAS[f"schema/{group}"].values():
+    for schema in SCHEMAS[f"schema/{group}"].values():
         if schema._target_ == node.get("_target_"):
             return schema
     raise ConfigError(f"{group}._target_={node.get('_target_')!r} is none of the {group} options")
@@ -272,7 +272,7 @@ def upgraded(saved: dict) -> dict:
     for group, name_key in (("schedule", "shape"), ("logger", "backend")):
         node = dict(saved.get(group) or {})
         if name_key in node:
-            schema = _SCHEMAS[f"schema/{group}"][str(node.pop(name_key))]
+            schema = SCHEMAS[f"schema/{group}"][str(node.pop(name_key))]
             keys = {f.name for f in fields(schema)}
             saved[group] = {"_target_": schema._target_, **{k: v for k, v in node.items() if k in keys}}
     return saved
