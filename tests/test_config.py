@@ -12,7 +12,6 @@ from detector.config import compose, instantiate_node
 from detector.data.build import AugmentSettings, train_pipeline
 from detector.device import select_device
 from detector.errors import ConfigError, DataError
-from detector.runs import make_run_dir, write_text_atomic
 from tests.helpers import REPO, run_script
 
 TRAIN = str(REPO / "train.py")
@@ -166,21 +165,6 @@ def test_train_writes_into_numbered_run_dirs(tmp_path, tiny_data) -> None:
         assert saved.imgsz == 64 and saved.model.head.num_classes == 6
     assert (tmp_path / "out" / "train" / "trial" / "weights" / "last.pt").is_file()
     assert sorted(p.name for p in (tmp_path / "out" / "train").iterdir()) == ["trial", "trial2"]
-
-
-def test_make_run_dir_numbers_and_reuses(tmp_path) -> None:
-    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp"
-    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp2"
-    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp3"
-    assert make_run_dir(tmp_path, "eval", "exp", exist_ok=True) == tmp_path / "eval" / "exp"
-
-
-def test_write_text_atomic_replaces_whole_file(tmp_path) -> None:
-    target = tmp_path / "a" / "config.yaml"
-    write_text_atomic(target, "one")
-    write_text_atomic(target, "two")
-    assert target.read_text() == "two"
-    assert [p.name for p in target.parent.iterdir()] == ["config.yaml"]  # no temporary file left
 
 
 def test_device_selection() -> None:

@@ -96,28 +96,18 @@ def test_written_files_get_the_usual_permissions(tmp_path) -> None:
     assert path.stat().st_mode & 0o777 == 0o644
 
 
-def test_run_directories_are_numbered_never_reused(tmp_path) -> None:
-    first = make_run_dir(tmp_path, "train", "exp")
-    (first / "keep.txt").write_text("results")
-    second = make_run_dir(tmp_path, "train", "exp")
-    third = make_run_dir(tmp_path, "train", "exp")
-    assert [first.name, second.name, third.name] == ["exp", "exp2", "exp3"]
-    assert make_run_dir(tmp_path, "train", "exp", exist_ok=True) == first
-    assert (first / "keep.txt").read_text() == "results"
+def test_make_run_dir_numbers_and_reuses(tmp_path) -> None:
+    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp"
+    (tmp_path / "eval" / "exp" / "keep.txt").write_text("results")
+    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp2"
+    assert make_run_dir(tmp_path, "eval", "exp") == tmp_path / "eval" / "exp3"
+    assert make_run_dir(tmp_path, "eval", "exp", exist_ok=True) == tmp_path / "eval" / "exp"
+    assert (tmp_path / "eval" / "exp" / "keep.txt").read_text() == "results"  # nothing an earlier run wrote is touched
 
 
-def test_a_checkpoint_keeps_plain_data_only(tmp_path) -> None:
-    from enum import Enum
-
-    from detector.checkpoint import checkpoint_payload
-
-    class Variant(str, Enum):
-        v8 = "yolov8"
-
-    model = torch.nn.Linear(2, 2)
-    payload = checkpoint_payload(model, {"backbone": {"variant": Variant.v8, "sizes": (1, 2)}}, ["a"])
-    assert payload["model_config"] == {"backbone": {"variant": "yolov8", "sizes": [1, 2]}}
-    write_checkpoint(tmp_path / "ok.pt", payload)
-    assert torch.load(tmp_path / "ok.pt", weights_only=True)["model_config"]["backbone"]["variant"] == "yolov8"
-    with pytest.raises(TypeError, match=r"model_config.backbone.path holds a PosixPath"):
-        checkpoint_payload(model, {"backbone": {"path": tmp_path}}, ["a"])
+def test_write_text_atomic_replaces_whole_file(tmp_path) -> None:
+    target = tmp_path / "a" / "config.yaml"
+    write_text_atomic(target, "one")
+    write_text_atomic(target, "two")
+    assert target.read_text() == "two"
+    assert [p.name for p in target.parent.iterdir()] == ["config.yaml"]  # no temporary file left

@@ -79,7 +79,7 @@ def _train(cfg: DictConfig, payload: dict | None, device: torch.device, process:
     model = training_model(cfg.model, options, payload is None, process, device, console)
     train_index, val_index, loader = training_data(cfg.data, cfg.augment, cfg.imgsz, options, process, console)
     parts = step_parts(model, cfg.optim, options, device, process)
-    schedule = instantiate_node(OmegaConf.create(plain["schedule"]), "schedule")(epochs=options.epochs)
+    schedule = instantiate_node(plain["schedule"], "schedule")(epochs=options.epochs)
 
     if payload is not None:
         run_dir = Path(payload["train"]["run_dir"])
@@ -89,7 +89,7 @@ def _train(cfg: DictConfig, payload: dict | None, device: torch.device, process:
     if process.main:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
         run_id = payload["train"].get("logger_run_id") if payload else None
-        loggers = instantiate_node(OmegaConf.create(plain["logger"]), "logger")(run_dir, run_id=run_id, name=cfg.name)
+        loggers = instantiate_node(plain["logger"], "logger")(run_dir, run_id=run_id, name=cfg.name)
         loggers.log_config(plain)
         print_summary(model, cfg.imgsz, len(train_index), options.batch, process, device, run_dir, console)
     record = RunRecord(plain, plain["data"]["names"], cfg.imgsz, run_dir, loggers.run_id)

@@ -9,24 +9,13 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
-from tests.helpers import REPO
+from tests.helpers import REPO, run_task
 
 TRAIN = str(REPO / "train.py")
-
-
-def train_here(*overrides: str) -> Path:
-    """``python train.py *overrides`` in this process (the command line itself is not under test here):
-    the task on the composed config, the overrides handed over as the entry point would."""
-    from detector.config import compose
-    from detector.tasks.command_line import CommandLine
-    from detector.tasks.train import run
-
-    return run(compose("train", list(overrides)), CommandLine(tuple(overrides)))
 
 
 def train(tmp_path, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -51,7 +40,7 @@ def rows(path) -> list[dict[str, str]]:
 
 
 def test_run_directory_holds_everything(tmp_path, tiny_run) -> None:
-    train_here(*tiny_run, "train.epochs=2")
+    run_task("train.py", *tiny_run, "train.epochs=2")
     run = tmp_path / "runs" / "train" / "exp"
     for name in (
         "config.yaml",
@@ -84,12 +73,12 @@ def test_run_directory_holds_everything(tmp_path, tiny_run) -> None:
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_run) -> None:
-    train_here(*tiny_run, "train.epochs=3", "train.save_period=1")
+    run_task("train.py", *tiny_run, "train.epochs=3", "train.save_period=1")
     run = tmp_path / "runs" / "train" / "exp"
     uninterrupted = rows(run / "metrics.csv")
     final = torch.load(run / "weights" / "last.pt", weights_only=True)
     # an interruption after epoch 1: continue from that epoch's checkpoint, in the same run directory
-    train_here(f"resume={run / 'weights' / 'epoch1.pt'}")
+    run_task("train.py", f"resume={run / 'weights' / 'epoch1.pt'}")
     resumed = rows(run / "metrics.csv")
     assert [r["epoch"] for r in resumed] == ["0", "1", "2"]
     for a, b in zip(uninterrupted, resumed):
@@ -111,9 +100,9 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_run) -> None:
 
 
 def test_extending_a_finished_run(tmp_path, tiny_run) -> None:
-    train_here(*tiny_run, "train.epochs=1")
+    run_task("train.py", *tiny_run, "train.epochs=1")
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
-    train_here(f"resume={last}", "train.epochs=2")
+    run_task("train.py", f"resume={last}", "train.epochs=2")
     table = rows(tmp_path / "runs" / "train" / "exp" / "metrics.csv")
     assert [r["epoch"] for r in table] == ["0", "1"]
 
