@@ -111,3 +111,20 @@ def test_write_text_atomic_replaces_whole_file(tmp_path) -> None:
     write_text_atomic(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in target.parent.iterdir()] == ["config.yaml"]  # no temporary file left
+
+
+def test_a_checkpoint_keeps_plain_data_only(tmp_path) -> None:
+    from enum import Enum
+
+    from detector.checkpoint import checkpoint_payload
+
+    class Variant(str, Enum):
+        v8 = "yolov8"
+
+    model = torch.nn.Linear(2, 2)
+    payload = checkpoint_payload(model, {"backbone": {"variant": Variant.v8, "sizes": (1, 2)}}, ["a"])
+    assert payload["model_config"] == {"backbone": {"variant": "yolov8", "sizes": [1, 2]}}
+    write_checkpoint(tmp_path / "ok.pt", payload)
+    assert torch.load(tmp_path / "ok.pt", weights_only=True)["model_config"]["backbone"]["variant"] == "yolov8"
+    with pytest.raises(TypeError, match=r"model_config.backbone.path holds a PosixPath"):
+        checkpoint_payload(model, {"backbone": {"path": tmp_path}}, ["a"])
