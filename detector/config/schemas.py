@@ -430,19 +430,20 @@ class CompareMode(str, Enum):
 class CompareRecipeConfig:
     """``scripts/compare.py mode=train``: one recipe for our trainer and Ultralytics'."""
 
+    # the defaults are the default training run's recipe (`python train.py`: TrainLoopConfig, sgd, cosine)
     model: str = "yolov8n"  # one of yolov8n-x, yolo11n-x (Ultralytics builds <model>.yaml)
-    epochs: int = 10
+    epochs: int = 11
     batch: int = 16
-    nbs: int = 64
+    nbs: int = 16
     lr: float = 0.01
     momentum: float = 0.937
     weight_decay: float = 5e-4
-    schedule: ScheduleShape = ScheduleShape.linear
+    schedule: ScheduleShape = ScheduleShape.cosine
     final_lr_ratio: float = 0.01
     warmup_epochs: float = 3.0
     warmup_momentum: float = 0.8
     warmup_bias_lr: float = 0.1
-    close_mosaic: int = 10
+    close_mosaic: int = 3
     seed: int = 0
     deterministic: bool = False
     workers: int = 2  # loader workers given to both (on a CPU Ultralytics' trainer replaces them by 0)
@@ -516,6 +517,18 @@ class ModelOnlyConfig:
     defaults: list[Any] = field(default_factory=lambda: ["_self_", {"model": MISSING}])
     model: ModelConfig = field(default_factory=ModelConfig)
     data: _ClassCount = field(default_factory=_ClassCount)
+
+
+@dataclass
+class DiagnoseConfig(RunConfig):
+    """``scripts/diagnose.py``: our trainer and Ultralytics' side by side on one recipe and seed."""
+
+    task: str = "diagnose"
+    imgsz: int = 320
+    data: Any = MISSING
+    batches: int = 8  # augmented batches measured per trainer, with mosaic and without
+    probe: bool = True  # also train both with the recipe under the probe (false: only the batches)
+    recipe: CompareRecipeConfig = field(default_factory=CompareRecipeConfig)
 
 
 @dataclass

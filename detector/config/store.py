@@ -13,6 +13,7 @@ from detector.config.schemas import (
     BenchmarkConfig,
     CheckDataConfig,
     CompareConfig,
+    DiagnoseConfig,
     EvaluateConfig,
     ExportConfig,
     InspectConfig,
@@ -48,6 +49,7 @@ def register_configs() -> None:
     cs.store(name="export_schema", node=ExportConfig)
     cs.store(name="inspect_schema", node=InspectConfig)
     cs.store(name="benchmark_schema", node=BenchmarkConfig)
+    cs.store(name="diagnose_schema", node=DiagnoseConfig)
     cs.store(name="compare_schema", node=CompareConfig)
     for group, nodes in SCHEMAS.items():
         for name, node in nodes.items():

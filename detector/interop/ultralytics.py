@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from detector.boxes import xyxy_to_cxcywh
+from detector.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from detector.data.sources import YoloSource
 from detector.datafiles import dataset_names
 from detector.eval.postprocess import PostProcess
@@ -130,7 +130,7 @@ def _train_images(data_yaml: Path) -> tuple[Path, list[str], dict[int, str]]:
 
 
 def ultralytics_train_loader(
-    data_yaml: str | Path, imgsz: int, batch: int, workers: int, seed: int = 0
+    data_yaml: str | Path, imgsz: int, batch: int, workers: int, seed: int = 0, mosaic: bool = True
 ) -> Iterable[dict[str, Any]]:
     """Ultralytics' YOLO training dataset and dataloader for the 'train' split of ``data_yaml``.
 
@@ -143,7 +143,8 @@ def ultralytics_train_loader(
     across epochs; its ``reset()`` shuts them down. The shuffling order and the workers' random
     draws are seeded from ``seed`` (the global torch RNG is left as it was); with ``workers=0`` the
     augmentation draws from the caller's global ``random`` / ``numpy.random`` state instead.
-    Ultralytics writes its label cache (``labels/<split>.cache``) beside the labels.
+    Ultralytics writes its label cache (``labels/<split>.cache``) beside the labels. ``mosaic=False``:
+    the dataset as their trainer closes it for the last ``close_mosaic`` epochs.
 
     Raises ImportError (naming ``pip install -e ".[compare]"``) when ultralytics is missing and
     FileNotFoundError when ``data_yaml`` does not exist.
@@ -165,6 +166,8 @@ def ultralytics_train_loader(
     }
     cfg = get_cfg(overrides=overrides)
     dataset = build_yolo_dataset(cfg, images, batch, data, mode="train", rect=False, stride=32)
+    if not mosaic:
+        dataset.close_mosaic(hyp=cfg)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     # build_dataloader seeds its loader generator from torch.initial_seed(): set it for the call only.
     with torch.random.fork_rng(devices=[]):
@@ -328,3 +331,35 @@ def train(
     model.add_callback("on_train_epoch_end", lambda trainer: epoch_end(len(trainer.train_loader.dataset)))
     model.train(**args)
     return Path(model.trainer.save_dir)
+
+
+# --------------------------------------------------------------------------- training diagnostics
+
+
+def assigner_view(module: nn.Module, args: tuple, output: Any) -> tuple[torch.Tensor, ...] | None:
+    """For a forward hook on their ``TaskAlignedAssigner``: (predicted boxes ``[B, A, 4]`` xyxy px,
+    ground-truth boxes ``[B, G, 4]`` xyxy px, ground-truth mask ``[B, G]``, foreground ``[B, A]``,
+    ground-truth index of each point ``[B, A]``); None for any other module."""
+    if type(module).__name__ != "TaskAlignedAssigner" or not type(module).__module__.startswith("ultralytics."):
+        return None
+    _, pred_boxes, _, _, gt_boxes, gt_mask = args[:6]
+    _, _, _, foreground, gt_index = output
+    return pred_boxes, gt_boxes, gt_mask.reshape(gt_boxes.shape[:2]).bool(), foreground.bool(), gt_index
+
+
+def ema_decay(updates: int) -> float:
+    """The decay their trainer's ``ModelEMA`` (its defaults) applies at update number ``updates``."""
+    require()
+    from ultralytics.utils.torch_utils import ModelEMA
+
+    return float(ModelEMA(nn.Linear(1, 1)).decay(updates))
+
+
+def batch_targets(batch: dict[str, Any]) -> tuple[torch.Tensor, Targets]:
+    """One batch of their training loader as ours: images ``[B, 3, H, W]`` uint8 RGB and
+    :class:`Targets` in input pixels (the inverse of :func:`batch_dict`)."""
+    images = batch["img"]
+    h, w = images.shape[-2:]
+    scale = torch.tensor([w, h, w, h], dtype=torch.float32)
+    boxes = cxcywh_to_xyxy(batch["bboxes"].float() * scale)
+    return images, Targets(batch["batch_idx"].long().flatten(), boxes, batch["cls"].long().flatten())

@@ -1,0 +1,1 @@
+"""Side-by-side training diagnostics of our trainer and Ultralytics' (``scripts/diagnose.py``)."""
