@@ -68,7 +68,7 @@ def base_momentum(optimizer: torch.optim.Optimizer) -> float:
 @dataclass
 class Schedule:
     """Per-epoch decay from 1 to ``final_lr_ratio`` (its shape: :meth:`factor` of a subclass) after a
-    per-iteration warmup of ``warmup_epochs`` (at least 100 iterations): learning rates rise from 0
+    per-iteration warmup of ``warmup_epochs`` (never into the last epoch): learning rates rise from 0
     (biases: fall from ``warmup_bias_lr``) and momentum from ``warmup_momentum`` to its configured value."""
 
     epochs: int
@@ -82,7 +82,10 @@ class Schedule:
         raise NotImplementedError
 
     def warmup_iterations(self, batches_per_epoch: int) -> int:
-        return max(round(self.warmup_epochs * batches_per_epoch), 100) if self.warmup_epochs > 0 else 0
+        """``warmup_epochs`` of batches, leaving at least the last epoch out of the warmup (Ultralytics'
+        rule since 8.4: a short run is not all warmup)."""
+        epochs = min(self.warmup_epochs, max(self.epochs - 1, 0))
+        return round(epochs * batches_per_epoch) if epochs > 0 else 0
 
     def apply(self, optimizer: torch.optim.Optimizer, epoch: int, iteration: int, warmup: int, momentum: float) -> None:
         """Set every group's lr (and momentum / beta1) for global ``iteration`` in ``epoch``."""

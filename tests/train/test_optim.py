@@ -64,7 +64,10 @@ def test_warmup_then_cosine() -> None:
     optimizer = build_optimizer(model, functools.partial(torch.optim.SGD, lr=0.01, momentum=0.937), 0.0005, 16, 64)
     schedule = CosineSchedule(epochs=10, final_lr_ratio=0.01, warmup_epochs=1, warmup_momentum=0.8, warmup_bias_lr=0.1)
     warmup = schedule.warmup_iterations(150)
-    assert warmup == 150 and schedule.warmup_iterations(20) == 100  # at least 100 iterations
+    assert warmup == 150 and schedule.warmup_iterations(20) == 20  # warmup_epochs x batches per epoch
+    short = CosineSchedule(epochs=2, final_lr_ratio=0.01, warmup_epochs=3, warmup_momentum=0.8, warmup_bias_lr=0.1)
+    assert short.warmup_iterations(40) == 40  # never into the last epoch: min(3, 2 - 1) epochs
+    assert CosineSchedule(1, 0.01, 3, 0.8, 0.1).warmup_iterations(40) == 0  # a one-epoch run has no warmup
     schedule.apply(optimizer, epoch=0, iteration=75, warmup=warmup, momentum=0.937)
     lrs = {g["name"]: g["lr"] for g in optimizer.param_groups}
     assert lrs["weights"] == pytest.approx(0.005) and lrs["biases"] == pytest.approx(0.055)  # halfway

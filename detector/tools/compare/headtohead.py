@@ -202,8 +202,8 @@ def recipe_notes(recipe: Recipe, device: torch.device, workers: int, amp: bool |
         f"AMP {({'bf16': 'bf16', True: 'fp16'}).get(amp, 'off')} on {device.type}, best.pt chosen by validation mAP50-95, patience {recipe.patience}.",
         "Not matched: initial weights (each library draws its own from the seed); random streams of augmentation "
         "and shuffling; the augmentation implementations (albumentations for ours, Ultralytics' own for theirs); "
-        "warmup length (ours at least 100 iterations, theirs round(warmup_epochs x batches) and never past the "
-        "last epoch); ours also steps at the end of every epoch with what is accumulated; the validation that picks best.pt "
+        "ours also steps at the end of every epoch with what is accumulated (Ultralytics carries it into the "
+        "next epoch); the validation that picks best.pt "
         "(ours: our COCO evaluator, square letterbox; theirs: their validator with rectangular batches).",
         "Loader workers: both are given the same number; on a CPU Ultralytics' trainer replaces it by 0 (its own "
         "rule: it loads in the training process), ours uses the workers.",
