@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 import yaml
 
-from detector.data import shapes
-from detector.data.shapes import SHAPE_NAMES, Rendered, _image_rng, _render, ensure_shapes
+from detector.data import generated, shapes
+from detector.data.generated import image_rng
+from detector.data.shapes import SHAPE_NAMES, Rendered, _render, ensure_shapes
 
 SMALL = {"num_train": 12, "num_val": 4, "imgsz": 160}
 
@@ -49,7 +50,7 @@ def _tight_box(mask: np.ndarray) -> list[int]:
 
 
 def _renders(count: int, imgsz: int, split_id: int = 0) -> list[Rendered]:
-    return [_render(_image_rng(0, split_id, i), imgsz) for i in range(count)]
+    return [_render(image_rng(0, split_id, i), imgsz) for i in range(count)]
 
 
 def test_layout_and_data_yaml(small_root: Path) -> None:
@@ -85,7 +86,7 @@ def test_files_hold_what_the_renderer_made(small_root: Path) -> None:
     imgsz = SMALL["imgsz"]
     for split, split_id in (("train", 0), ("val", 1)):
         for i in range(3):
-            rendered = _render(_image_rng(0, split_id, i), imgsz)
+            rendered = _render(image_rng(0, split_id, i), imgsz)
             rows = _parse(small_root / "labels" / split / f"{i:06d}.txt")
             cx, cy, w, h = (rows[:, 1:] * imgsz).T
             boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
@@ -152,7 +153,7 @@ def test_crash_leaves_old_folder_and_no_partial_one(tmp_path: Path, monkeypatch:
     def crash(*args: object, **kwargs: object) -> None:
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(shapes, "_write_images", crash)
+    monkeypatch.setattr(generated, "write_images", crash)
     with pytest.raises(RuntimeError, match="disk full"):
         ensure_shapes(root, **SMALL, seed=7)
     assert _labels(root) == before
