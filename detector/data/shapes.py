@@ -14,26 +14,16 @@ machinery of :mod:`detector.data.generated`.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import cv2
 import numpy as np
 
+from detector.data import synth
 from detector.data.generated import GeneratedDataset, ensure_generated
-from detector.data.synth import (
-    SHIFT,
-    clip,
-    cross,
-    fixed_point,
-    gaussian_noise,
-    log_uniform,
-    place,
-    regular_polygon,
-    visible_boxes,
-)
 
-__all__ = ["FORMAT_VERSION", "SHAPE_NAMES", "ensure_shapes"]
+__all__ = ["DATASET", "FORMAT_VERSION", "SHAPE_NAMES", "ensure_shapes"]
 
 SHAPE_NAMES: tuple[str, ...] = ("circle", "rectangle", "triangle", "star", "hexagon", "cross")
 FORMAT_VERSION = 1  # bump whenever the rendering changes, so old folders are regenerated
@@ -49,15 +39,10 @@ _CLUTTER_MIN_SIZE = 32.0  # px; smaller partial outlines would look like whole o
 _MIN_CONTRAST = 60.0  # RGB distance between an object's colour and the background under it
 
 
-class Rendered(NamedTuple):
-    """One rendered image with its labels and the rasterisation they were read from."""
+@dataclass(frozen=True)
+class Rendered(synth.Rendered):
+    """A rendered shapes image: its labels, their rasterisation, and each object's fill style."""
 
-    image: np.ndarray  # [H, W, 3] uint8 RGB
-    boxes: np.ndarray  # [N, 4] int64 xyxy pixels, x2/y2 exclusive (tight box of visible pixels)
-    classes: np.ndarray  # [N] int64 class ids into SHAPE_NAMES
-    id_map: np.ndarray  # [H, W] uint8: 0 background, k = k-th drawn object (1-based)
-    ids: np.ndarray  # [N] int64 id of each labelled object in id_map
-    own_pixels: np.ndarray  # [M] int64 pixels of each drawn object alone (unoccluded, unclipped)
     filled: np.ndarray  # [M] bool, False for an outlined object
 
 
@@ -66,26 +51,26 @@ class Rendered(NamedTuple):
 
 def _star(inner: float) -> np.ndarray:
     """A five-pointed star whose inner vertices lie at radius ``inner``."""  # [10, 2]
-    outer = regular_polygon(5, 1.0, -np.pi / 2)
-    between = regular_polygon(5, inner, -np.pi / 2 + np.pi / 5)
+    outer = synth.regular_polygon(5, 1.0, -np.pi / 2)
+    between = synth.regular_polygon(5, inner, -np.pi / 2 + np.pi / 5)
     return np.stack([outer, between], axis=1).reshape(10, 2)
 
 
 def _unit_shape(cls: int, rng: np.random.Generator) -> np.ndarray:
     """The outline of class ``cls`` around the origin, with a random stretch along x."""  # [K, 2]
     if cls == 0:  # circle, a little elliptic at most
-        points, aspect = regular_polygon(48), rng.uniform(0.8, 1.0)
+        points, aspect = synth.regular_polygon(48), rng.uniform(0.8, 1.0)
     elif cls == 1:  # rectangle, from square to thin bar
         points, aspect = np.array([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]), rng.uniform(0.3, 1.0)
     elif cls == 2:  # triangle, with its apex moved sideways
-        points, aspect = regular_polygon(3), rng.uniform(0.6, 1.0)
+        points, aspect = synth.regular_polygon(3), rng.uniform(0.6, 1.0)
         points[0, 0] += rng.uniform(-0.5, 0.5)
     elif cls == 3:
         points, aspect = _star(rng.uniform(0.38, 0.55)), rng.uniform(0.85, 1.0)
     elif cls == 4:
-        points, aspect = regular_polygon(6, phase=rng.uniform(0.0, np.pi / 3)), rng.uniform(0.8, 1.0)
+        points, aspect = synth.regular_polygon(6, phase=rng.uniform(0.0, np.pi / 3)), rng.uniform(0.8, 1.0)
     else:
-        points, aspect = cross(rng.uniform(0.18, 0.4)), rng.uniform(0.7, 1.0)
+        points, aspect = synth.cross(rng.uniform(0.18, 0.4)), rng.uniform(0.7, 1.0)
     return points * np.array([aspect, 1.0])
 
 
@@ -139,16 +124,16 @@ def _clutter(image: np.ndarray, rng: np.random.Generator) -> None:
             cv2.line(image, (v, 0), (v, imgsz - 1), colour, 1)
             cv2.line(image, (0, v), (imgsz - 1, v), colour, 1)
     for _ in range(int(rng.integers(0, 9))):
-        ends = fixed_point(rng.uniform(0.0, imgsz, (2, 2)))
+        ends = synth.fixed_point(rng.uniform(0.0, imgsz, (2, 2)))
         width = max(1, round(_scaled(rng.integers(1, 4), imgsz)))
-        cv2.line(image, tuple(ends[0, 0]), tuple(ends[1, 0]), _random_colour(rng), width, cv2.LINE_8, SHIFT)
+        cv2.line(image, tuple(ends[0, 0]), tuple(ends[1, 0]), _random_colour(rng), width, cv2.LINE_8, synth.SHIFT)
     for _ in range(int(rng.integers(0, 6))):
         outline = _random_outline(rng, imgsz)
         keep = max(2, int(np.ceil(rng.uniform(0.2, 0.5) * len(outline))) + 1)
         first = int(rng.integers(0, len(outline)))
         arc = np.roll(outline, -first, axis=0)[:keep]
         width, colour = _thickness(rng, imgsz), _random_colour(rng)
-        cv2.polylines(image, [fixed_point(arc)], False, colour, width, cv2.LINE_8, SHIFT)
+        cv2.polylines(image, [synth.fixed_point(arc)], False, colour, width, cv2.LINE_8, synth.SHIFT)
 
 
 def _random_colour(rng: np.random.Generator) -> list[float]:
@@ -166,8 +151,8 @@ def _random_outline(rng: np.random.Generator, imgsz: int) -> np.ndarray:
     reads as a fragment rather than as a whole small object."""  # [K, 2] px
     cls = int(rng.integers(0, len(SHAPE_NAMES)))
     low, high = _scaled(_CLUTTER_MIN_SIZE, imgsz), _scaled(_SIZE_RANGE[1], imgsz)
-    size = log_uniform(rng, low, high)
-    return place(_unit_shape(cls, rng), rng.uniform(0.0, 2.0 * np.pi), size, rng.uniform(0.0, imgsz, 2))
+    size = synth.log_uniform(rng, low, high)
+    return synth.place(_unit_shape(cls, rng), rng.uniform(0.0, 2.0 * np.pi), size, rng.uniform(0.0, imgsz, 2))
 
 
 # ------------------------------------------------------------------------------ objects
@@ -182,11 +167,11 @@ def _rasterise(points: np.ndarray, thickness: int) -> tuple[np.ndarray, int, int
     x0, y0 = (int(np.floor(v)) - pad for v in points.min(0))
     x1, y1 = (int(np.ceil(v)) + pad + 1 for v in points.max(0))
     mask = np.zeros((y1 - y0, x1 - x0), dtype=np.uint8)
-    vertices = fixed_point(points - np.array([x0, y0]))
+    vertices = synth.fixed_point(points - np.array([x0, y0]))
     if thickness == 0:
-        cv2.fillPoly(mask, [vertices], 1, cv2.LINE_8, SHIFT)
+        cv2.fillPoly(mask, [vertices], 1, cv2.LINE_8, synth.SHIFT)
     else:
-        cv2.polylines(mask, [vertices], True, 1, thickness, cv2.LINE_8, SHIFT)
+        cv2.polylines(mask, [vertices], True, 1, thickness, cv2.LINE_8, synth.SHIFT)
     return mask.astype(bool), x0, y0
 
 
@@ -229,14 +214,14 @@ def _draw_objects(
     filled = np.zeros(count, dtype=bool)
     for k in range(count):
         classes[k] = rng.integers(0, len(SHAPE_NAMES))
-        size = log_uniform(rng, low, high)
+        size = synth.log_uniform(rng, low, high)
         angle, centre = rng.uniform(0.0, 2.0 * np.pi), rng.uniform(0.0, imgsz, 2)
-        points = place(_unit_shape(int(classes[k]), rng), angle, size, centre)
+        points = synth.place(_unit_shape(int(classes[k]), rng), angle, size, centre)
         filled[k] = rng.random() < 0.5
         thickness = 0 if filled[k] else _thickness(rng, imgsz)
         mask, x0, y0 = _rasterise(points, thickness)
         own[k] = np.count_nonzero(mask)
-        clipped = clip(x0, y0, mask, imgsz)
+        clipped = synth.clip(x0, y0, mask, imgsz)
         if clipped is None:
             regions.append((slice(0, 0), slice(0, 0)))
             continue
@@ -252,7 +237,7 @@ def _finish(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Sometimes blur, always add gaussian noise, and quantise."""  # [H, W, 3] uint8
     if rng.random() < 0.25:
         image = cv2.GaussianBlur(image, (3, 3), 0)
-    noise = gaussian_noise(rng, image.shape)
+    noise = synth.gaussian_noise(rng, image.shape)
     noise *= np.float32(rng.uniform(2.0, 14.0))
     return cv2.add(image, noise, dtype=cv2.CV_8U)  # rounds and saturates to [0, 255]
 
@@ -262,11 +247,11 @@ def _render(rng: np.random.Generator, imgsz: int) -> Rendered:
     image = _background(rng, imgsz)
     _clutter(image, rng)
     id_map, regions, classes, own, filled = _draw_objects(image, rng)
-    boxes, kept = visible_boxes(id_map, regions, own, _MIN_VISIBLE_FRACTION, _MIN_BOX_SIDE)
+    boxes, kept = synth.visible_boxes(id_map, regions, own, _MIN_VISIBLE_FRACTION, _MIN_BOX_SIDE)
     return Rendered(_finish(image, rng), boxes, classes[kept], id_map, kept + 1, own, filled)
 
 
-_DATASET = GeneratedDataset("shapes", "detector.data.shapes", SHAPE_NAMES, FORMAT_VERSION, _render)
+DATASET = GeneratedDataset("shapes", "detector.data.shapes", SHAPE_NAMES, FORMAT_VERSION, _render)
 
 
 def ensure_shapes(
@@ -283,4 +268,4 @@ def ensure_shapes(
     complete. An existing ``root`` is replaced only if it holds nothing but shapes files.
     If the folder was moved since it was made, only its data.yaml is rewritten.
     """
-    return ensure_generated(_DATASET, root, num_train, num_val, imgsz, seed)
+    return ensure_generated(DATASET, root, num_train, num_val, imgsz, seed)

@@ -6,6 +6,8 @@ source yields the same thing, so everything downstream is format-agnostic.
 
 - :class:`YoloSource`: an Ultralytics-style ``data.yaml`` (or the same keys given inline).
 - :class:`CocoJsonSource`: COCO instances JSON files plus image folders.
+- :class:`ShapesSource`: the built-in generated dataset (a YOLO source whose folder is generated
+  on first use, :class:`GeneratedSource`).
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from detector.datafiles import IMAGE_SUFFIXES, coco_categories, read_coco_json, read_yolo_yaml
 from detector.errors import DataError
+
+if TYPE_CHECKING:
+    from detector.data.generated import GeneratedDataset
 
 
 @dataclass
@@ -211,22 +216,34 @@ class CocoJsonSource:
         )
 
 
-class ShapesSource(YoloSource):
-    """The built-in dataset: generated into ``root`` on first use (see :mod:`detector.data.shapes`)."""
+class GeneratedSource(YoloSource):
+    """A built-in generated dataset: generated into ``root`` on first use and reused while its
+    generation.json records the same parameters (see :mod:`detector.data.generated`). A subclass
+    names the dataset in :meth:`dataset` (imported there, so reading a config loads no OpenCV)."""
 
     def __init__(
-        self,
-        names: Sequence[str],
-        num_classes: int,
-        root: str,
-        num_train: int = 1000,
-        num_val: int = 200,
-        imgsz: int = 320,
-        seed: int = 0,
+        self, names: Sequence[str], num_classes: int, root: str, num_train: int, num_val: int, imgsz: int, seed: int
     ) -> None:
-        from detector.data.shapes import SHAPE_NAMES, ensure_shapes
+        from detector.data.generated import ensure_generated
 
-        if list(names) != list(SHAPE_NAMES):
-            raise DataError(f"the shapes dataset has the classes {list(SHAPE_NAMES)}; data.names says {list(names)}")
-        file = ensure_shapes(Path(root).expanduser(), num_train=num_train, num_val=num_val, imgsz=imgsz, seed=seed)
+        dataset = self.dataset()
+        if list(names) != list(dataset.names):
+            raise DataError(
+                f"the {dataset.name} dataset has the classes {list(dataset.names)}; data.names says {list(names)}"
+            )
+        file = ensure_generated(dataset, Path(root).expanduser(), num_train, num_val, imgsz, seed)
         super().__init__(names, num_classes, file=str(file))
+
+    @staticmethod
+    def dataset() -> GeneratedDataset:
+        raise NotImplementedError
+
+
+class ShapesSource(GeneratedSource):
+    """The built-in dataset of flat shapes (see :mod:`detector.data.shapes`)."""
+
+    @staticmethod
+    def dataset() -> GeneratedDataset:
+        from detector.data.shapes import DATASET
+
+        return DATASET

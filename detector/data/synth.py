@@ -9,11 +9,25 @@ last to cover, and :func:`visible_boxes` reads the tight box of what each still 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from statistics import NormalDist
 
 import cv2
 import numpy as np
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One rendered image with its labels and the rasterisation they were read from."""
+
+    image: np.ndarray  # [H, W, 3] uint8 RGB
+    boxes: np.ndarray  # [N, 4] int64 xyxy pixels, x2/y2 exclusive (tight box of visible pixels)
+    classes: np.ndarray  # [N] int64 class ids
+    id_map: np.ndarray  # [H, W] uint8: 0 background, k = k-th drawn object (1-based)
+    ids: np.ndarray  # [N] int64 id of each labelled object in id_map
+    own_pixels: np.ndarray  # [M] int64 pixels of each drawn object alone (unoccluded, unclipped)
+
 
 SHIFT = 4  # fixed-point bits for cv2 drawing: vertices keep 1/16 px precision
 _ONE = 1 << SHIFT
