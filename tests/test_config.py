@@ -92,8 +92,11 @@ def test_every_group_option_composes_and_builds(group: str, option: str, tmp_pat
         with pytest.raises(ConfigError, match="no dataset file given: set data"):
             compose("train", [f"{group}={option}"])
         return
-    shapes = [f"data.root={tmp_path / 'shapes'}", "data.num_train=2", "data.num_val=1", "data.imgsz=64"]
-    cfg = compose("train", [f"{group}={option}", "imgsz=64", *(shapes if option == "shapes" else [])])
+    generated = {  # the built-in datasets, made small (crowd's smallest image size is 256)
+        name: [f"data.root={tmp_path / name}", "data.num_train=2", "data.num_val=1", f"data.imgsz={size}"]
+        for name, size in (("shapes", 64), ("crowd", 256))
+    }
+    cfg = compose("train", [f"{group}={option}", "imgsz=64", *generated.get(option, [])])
     OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     if group == "augment":
         augment = AugmentSettings(**instantiate_node(cfg.augment, "augment"))

@@ -102,6 +102,16 @@ class ShapesDataConfig(DataSourceConfig):
 
 
 @dataclass
+class CrowdDataConfig(DataSourceConfig):
+    _target_: str = "detector.data.sources.CrowdSource"
+    root: str = MISSING  # generated here on first use, regenerated when the parameters below change
+    num_train: int = 400  # what a CPU study can afford; raise them on a GPU
+    num_val: int = 100
+    imgsz: int = 512  # size the images are generated at (at least 256); object sizes scale with it
+    seed: int = 0
+
+
+@dataclass
 class YoloDataConfig(DataSourceConfig):
     _target_: str = "detector.data.sources.YoloSource"
     file: Optional[str] = None  # an Ultralytics data.yaml; or give path / train / val / test here
@@ -548,5 +558,10 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
     "schema/schedule": {"cosine": CosineScheduleConfig, "linear": LinearScheduleConfig},
     "schema/logger": {"csv": CSVLoggerConfig, "wandb": WandbLoggerConfig},
-    "schema/data": {"shapes": ShapesDataConfig, "yolo": YoloDataConfig, "coco_json": CocoJsonDataConfig},
+    "schema/data": {
+        "shapes": ShapesDataConfig,
+        "crowd": CrowdDataConfig,
+        "yolo": YoloDataConfig,
+        "coco_json": CocoJsonDataConfig,
+    },
 }

@@ -6,8 +6,8 @@ source yields the same thing, so everything downstream is format-agnostic.
 
 - :class:`YoloSource`: an Ultralytics-style ``data.yaml`` (or the same keys given inline).
 - :class:`CocoJsonSource`: COCO instances JSON files plus image folders.
-- :class:`ShapesSource`: the built-in generated dataset (a YOLO source whose folder is generated
-  on first use, :class:`GeneratedSource`).
+- :class:`ShapesSource`, :class:`CrowdSource`: the built-in generated datasets (YOLO sources
+  whose folder is generated on first use, :class:`GeneratedSource`).
 """
 
 from __future__ import annotations
@@ -245,5 +245,16 @@ class ShapesSource(GeneratedSource):
     @staticmethod
     def dataset() -> GeneratedDataset:
         from detector.data.shapes import DATASET
+
+        return DATASET
+
+
+class CrowdSource(GeneratedSource):
+    """The built-in small-object dataset: crowds of small objects over textured backgrounds
+    (see :mod:`detector.data.crowd`)."""
+
+    @staticmethod
+    def dataset() -> GeneratedDataset:
+        from detector.data.crowd import DATASET
 
         return DATASET

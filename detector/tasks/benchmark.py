@@ -44,7 +44,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     source = instantiate_node(cfg.data, "data")
     if not isinstance(source, YoloSource) or not Path(source.where).is_file():
         raise ConfigError(
-            "the benchmark needs a dataset with an Ultralytics data.yaml (data=shapes, or data=yolo data.file=...)"
+            "the benchmark needs a dataset with an Ultralytics data.yaml (data=shapes, data=crowd, or data=yolo data.file=...)"
         )
     try:  # before anything is measured: its process-wide settings apply to both sides
         ul.require()

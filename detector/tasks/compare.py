@@ -62,7 +62,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
         class_map(c.names, names, c.label)
     source = instantiate_node(cfg.data, "data")
     if recipe is not None and not ultralytics_can_read(source):
-        raise ConfigError("mode=train needs data that Ultralytics can read (shapes or yolo), not COCO JSON")
+        raise ConfigError("mode=train needs data that Ultralytics can read (shapes, crowd or yolo), not COCO JSON")
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     data_yaml = ultralytics_data_yaml(source, names, run_dir / "data.yaml")
     notes: list[str] = []
