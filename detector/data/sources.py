@@ -222,7 +222,14 @@ class GeneratedSource(YoloSource):
     names the dataset in :meth:`dataset` (imported there, so reading a config loads no OpenCV)."""
 
     def __init__(
-        self, names: Sequence[str], num_classes: int, root: str, num_train: int, num_val: int, imgsz: int, seed: int
+        self,
+        names: Sequence[str],
+        num_classes: int,
+        root: str,
+        num_train: int,
+        num_val: int,
+        imgsz: int,
+        seed: int = 0,
     ) -> None:
         from detector.data.generated import ensure_generated
 

@@ -48,7 +48,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     device = select_device(settings.device)
     source = instantiate_node(cfg.data, "data")
     if not ultralytics_can_read(source):
-        raise ConfigError("diagnose needs data that Ultralytics can read (shapes or yolo), not COCO JSON")
+        raise ConfigError("diagnose needs data that Ultralytics can read (shapes, crowd or yolo), not COCO JSON")
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     data_yaml = ultralytics_data_yaml(source, list(settings.data.names), run_dir / "data.yaml")
     assert data_yaml is not None  # ultralytics_can_read
