@@ -160,6 +160,7 @@ def test_ultralytics_reads_the_labels_we_read(small_source: CrowdSource, tmp_pat
     (small_source.root / "labels" / "train.cache").unlink(missing_ok=True)  # theirs, beside our labels
 
 
+@pytest.mark.slow  # the training path is the one every shapes test runs; 13 s here
 def test_tiny_training_run(tmp_path: Path, tiny_run: list[str]) -> None:
     data = ["data=crowd", f"data.root={tmp_path / 'crowd'}", "data.num_train=4", "data.num_val=2", "data.imgsz=256"]
     run_task("train.py", *[o for o in tiny_run if not o.startswith("data.")], *data, "imgsz=128", "train.epochs=1")
