@@ -34,6 +34,7 @@ from detector.tools.compare.headtohead import (
 )
 from detector.tools.diagnose import report
 from detector.tools.diagnose.batches import BatchStats, collect, our_batches
+from detector.tools.diagnose.initial import initial_differences
 from detector.tools.diagnose.probe import TrainingProbe
 from detector.train.ema import ModelEMA
 
@@ -58,7 +59,8 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
 
     console.print(f"[bold]augmented batches[/bold]: {settings.batches} per trainer, of the first and the last epoch")
     stats = augmented_batches(settings, source, train_cfg, data_yaml)
-    content: dict[str, Any] = {"batches": {k: s.summary() for k, s in stats.items()}}
+    initial = initial_differences(recipe.model, len(settings.data.names), recipe.seed)
+    content: dict[str, Any] = {"batches": {k: s.summary() for k, s in stats.items()}, "initial_weights": initial}
     sections = [
         f"# Training diagnostics: ours beside Ultralytics {ul.version()}\n",
         "Recipe (both trainers): " + " ".join(recipe_notes(recipe, device, recipe.workers, "off")[:1]),
@@ -67,6 +69,8 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
         f"epoch see them (mosaic is off for the last {recipe.close_mosaic} of {recipe.epochs} epochs).\n",
         report.batch_section(stats),
         f"\n![boxes]({report.plot_boxes(run_dir / 'boxes.png', stats).name})\n",
+        "\n## Initial weights\n",
+        report.initial_section(initial),
     ]
     if settings.probe:
         probe, epochs = train_both(recipe, model_yaml, train_cfg, settings, device, data_yaml, run_dir, console)

@@ -83,6 +83,21 @@ def batch_section(stats: dict[str, BatchStats]) -> str:
     )
 
 
+def initial_section(initial: dict[str, Any]) -> str:
+    head = (
+        f"Each library's fresh model (seeded alike): {initial['compared']} floating tensors of {initial['tensors']} "
+        "compared by position; "
+    )
+    if not initial["differing"]:
+        return head + "every one has the same mean and spread (within 15 %)."
+    rows = [list(d) for d in initial["differing"]]
+    return (
+        head
+        + "these differ by more than 15 %:\n\n"
+        + table(["ours", "Ultralytics", "our mean", "their mean", "our std", "their std"], rows)
+    )
+
+
 def schedule_section(records: dict[str, SideRecord], ema: dict[str, dict[str, float]]) -> str:
     rows = []
     for side, rec in records.items():
