@@ -12,6 +12,8 @@ from detector.boxes import decode_boxes
 from detector.models.blocks import DFL, ConvBNAct, depthwise_conv
 from detector.types import HeadOutput
 
+BOX_BIAS = 2.0  # the box branch's last bias at initialisation (Ultralytics' value; any constant gives uniform bins)
+
 
 class DFLHead(nn.Module):
     """Anchor-free decoupled head of YOLOv8 / YOLO11.
@@ -57,6 +59,8 @@ class DFLHead(nn.Module):
             )
         self.dfl = DFL(reg_max)
         self.init_class_prior()
+        for branch in self.box:  # one constant for every bin: the box distributions start uniform, as Ultralytics'
+            nn.init.constant_(branch[-1].bias, BOX_BIAS)
 
     def init_class_prior(self, objects_per_image: float = 5.0, imgsz: int = 640) -> None:
         """Start the class logits at the prior of ``objects_per_image`` objects spread over every cell

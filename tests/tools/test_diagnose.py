@@ -124,3 +124,12 @@ def test_diagnose_script_end_to_end(tmp_path) -> None:
     for heading in ("## Augmented training batches", "## Optimizer, schedule and EMA", "## Per epoch"):
         assert heading in markdown
     assert all((run / f).is_file() for f in ("boxes.png", "schedule.png", "epochs.png"))
+
+
+def test_initial_weights_are_drawn_alike() -> None:
+    """Every tensor of a fresh yolov8n has the mean and spread of Ultralytics' fresh one (their box
+    branch's last bias is the constant 2.0: ours too since the diagnostics found it)."""
+    from detector.tools.diagnose.initial import initial_differences
+
+    initial = initial_differences("yolov8n", 6, seed=0)
+    assert initial["compared"] > 200 and initial["differing"] == []
