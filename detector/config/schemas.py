@@ -477,6 +477,8 @@ class CompareConfig(PostProcessConfig, RunConfig):
     ultralytics_rect: bool = False  # its rectangular batches (YOLO.val's default) instead of our square letterbox
     seed: int = 0  # initialisation of untrained baselines
     recipe: CompareRecipeConfig = field(default_factory=CompareRecipeConfig)
+    seeds: list[int] = field(default_factory=list)  # mode=train: one paired run per seed; empty: [recipe.seed]
+    reuse: bool = True  # mode=train: reuse seeds already trained in <project>/compare/trained/ (false: retrain)
 
 
 @dataclass

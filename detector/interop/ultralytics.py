@@ -319,10 +319,11 @@ def train_step(
 
 def train(
     model_yaml: str, args: dict[str, Any], epoch_start: Callable[[], None], epoch_end: Callable[[int], None]
-) -> Path:
+) -> tuple[Path, int]:
     """``YOLO(model_yaml).train(**args)`` (a YAML name such as ``yolov8n.yaml``: built offline, random
     weights). ``epoch_start()`` and ``epoch_end(images in the epoch's dataset)`` are called around each
-    training epoch (validation excluded). Returns their run directory."""
+    training epoch (validation excluded). Returns their run directory and the loader workers their
+    trainer used (it sets 0 on a CPU, whatever ``workers`` says)."""
     require()
     from ultralytics import YOLO
 
@@ -330,7 +331,7 @@ def train(
     model.add_callback("on_train_epoch_start", lambda trainer: epoch_start())
     model.add_callback("on_train_epoch_end", lambda trainer: epoch_end(len(trainer.train_loader.dataset)))
     model.train(**args)
-    return Path(model.trainer.save_dir)
+    return Path(model.trainer.save_dir), int(model.trainer.args.workers)
 
 
 # --------------------------------------------------------------------------- training diagnostics

@@ -1,30 +1,47 @@
 """``python scripts/compare.py``: the one place the compare config is read.
 
 ``mode=eval`` compares the models listed in ``models=[...]``; ``mode=train`` first trains ours and
-Ultralytics' with one recipe (:mod:`detector.tools.compare.headtohead`), then compares the two results
-the same way, with training throughput and wall time added. The parts live in
-:mod:`detector.tools.compare`; this module reads the config once and wires them.
+Ultralytics' with one recipe at each of ``seeds`` (:mod:`detector.tools.compare.headtohead`; finished
+seeds are reused from ``<project>/compare/trained/``, :mod:`detector.tools.compare.cache`), then
+scores every seed's two results the same way and summarises them over the seeds
+(:mod:`detector.tools.compare.seeds_report`). The parts live in :mod:`detector.tools.compare`; this
+module reads the config once and wires them.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 from pathlib import Path
+from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
-from detector.config import compose, instantiate_node, validate
+import detector
+from detector.config import CONFIG_DIR, compose, instantiate_node, validate
 from detector.config.schemas import CompareConfig, CompareMode
 from detector.data.build import load_split
+from detector.data.index import SplitIndex
 from detector.device import select_device
 from detector.errors import ConfigError
 from detector.eval.postprocess import PostProcess
 from detector.interop import ultralytics as ul
 from detector.runs import make_run_dir, write_text_atomic
 from detector.tasks.command_line import CommandLine
+from detector.tools.compare.cache import (
+    Side,
+    cache_key,
+    our_key_inputs,
+    seed_list,
+    source_digest,
+    their_key_inputs,
+    trained_seed,
+)
 from detector.tools.compare.classes import class_map
-from detector.tools.compare.contenders import load_contender
+from detector.tools.compare.contenders import Contender, load_contender, with_ultralytics_module
 from detector.tools.compare.data import ultralytics_can_read, ultralytics_data_yaml
 from detector.tools.compare.headtohead import (
     Recipe,
@@ -37,8 +54,20 @@ from detector.tools.compare.headtohead import (
     ultralytics_amp,
     ultralytics_train_args,
 )
-from detector.tools.compare.report import results_table, write_reports
+from detector.tools.compare.report import (
+    plot_map_vs_latency,
+    reading_notes,
+    results_table,
+    shared_settings,
+    write_csv,
+    write_reports,
+)
 from detector.tools.compare.scoring import compare_models
+from detector.tools.compare.seeds_report import SeedResult, plot_curves, terminal_tables, write_summary_csv
+from detector.tools.compare.seeds_report import write_csv as write_seeds_csv
+from detector.tools.compare.seeds_report import write_markdown as write_seeds_markdown
+
+TRAINED = "trained"  # <project>/compare/trained/: the seeds every head-to-head shares
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
@@ -53,64 +82,160 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
             "models is empty: give models=[PATH_OR_NAME,...] (our .pt, an Ultralytics .pt, "
             "an Ultralytics YAML name such as yolov8n.yaml, or one of our model configs)"
         )
-    recipe: Recipe | None = settings.recipe if train_mode else None
-    model_yaml = check_recipe_model(recipe) if recipe is not None else ""
+    if not train_mode and settings.seeds:
+        raise ConfigError("seeds=[...] trains both sides at each seed: it needs mode=train")
+    seeds: list[int] = []
+    if train_mode:  # the recipe's mistakes, before any long work
+        seeds = seed_list(settings.seeds, settings.recipe.seed)
+        check_recipe_model(settings.recipe)
+        if settings.name == TRAINED:
+            raise ConfigError(f"name={TRAINED} is the folder of the cached trained seeds: choose another name")
     names = list(settings.data.names)
     # every model is loaded (and every mistake reported) before any long work starts
     contenders = [load_contender(m, names, settings.seed) for m in settings.models]
     for c in contenders:
         class_map(c.names, names, c.label)
     source = instantiate_node(cfg.data, "data")
-    if recipe is not None and not ultralytics_can_read(source):
+    if train_mode and not ultralytics_can_read(source):
         raise ConfigError("mode=train needs data that Ultralytics can read (shapes, crowd or yolo), not COCO JSON")
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     data_yaml = ultralytics_data_yaml(source, names, run_dir / "data.yaml")
-    notes: list[str] = []
-    trained: dict[str, TrainedRun] = {}
-    if recipe is not None and data_yaml is not None:
-        trained = train_both(recipe, model_yaml, cfg.data, settings, device, data_yaml, run_dir, console)
-        both = [load_contender(label, names, settings.seed) for label in trained]
-        both[0].notes.append(f"trained by ours in {trained[both[0].label].run_dir}")
-        both[1].notes.append(f"trained by Ultralytics in {trained[both[1].label].run_dir}")
-        contenders = both + contenders
-        notes += recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device))
     index = load_split(source, settings.split, log=console.print)
     post = PostProcess(conf=settings.conf, iou=settings.iou, max_det=settings.max_det)
-    rows = compare_models(contenders, index, data_yaml, settings, post, device, run_dir, trained, console.print)
-    title = "Same-recipe head-to-head" if train_mode else "Model comparison"
-    write_reports(run_dir, title, rows, settings, post, source, index, device, notes, data_yaml, command_line.overrides)
+    if train_mode and data_yaml is not None:
+        head_to_head(cfg, settings, seeds, contenders, source, index, post, device, data_yaml, run_dir, command_line)
+    else:
+        rows = compare_models(contenders, index, data_yaml, settings, post, device, run_dir, {}, console.print)
+        title = "Model comparison"
+        write_reports(
+            run_dir, title, rows, settings, post, source, index, device, [], data_yaml, command_line.overrides
+        )
+        console.print(results_table(rows, title))
     write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    console.print(results_table(rows, title))
     console.print(f"results in {run_dir}")
     return run_dir
 
 
-def train_both(
-    recipe: Recipe,
-    model_yaml: str,
-    data: DictConfig,
+def head_to_head(
+    cfg: DictConfig,
     settings: CompareConfig,
+    seeds: list[int],
+    contenders: list[Contender],
+    source: Any,
+    index: SplitIndex,
+    post: PostProcess,
     device: torch.device,
     data_yaml: Path,
     run_dir: Path,
-    console: Console,
-) -> dict[str, TrainedRun]:
-    """Train ours, then Ultralytics', with ``recipe``; their ``best.pt`` paths, ours first. Ours runs
-    on the ``train`` config of the recipe with the compare run's ``data`` node (resolved)."""
+    command_line: CommandLine,
+) -> None:
+    """Train (or reuse) both sides with ``settings.recipe`` at every seed, score each seed's pair into
+    ``seeds/<seed>/`` (latency at the first seed only), the other ``models=[...]`` once into
+    ``models/``, and write the reports."""
+    console = Console()
+    recipe, model_yaml = settings.recipe, check_recipe_model(settings.recipe)
+    names = list(settings.data.names)
+    cache = Path(settings.project) / settings.task / TRAINED
+    sides = training_sides(cfg.data, settings, recipe, model_yaml, device, data_yaml)
+    results: list[SeedResult] = []
+    models: list[dict[str, Any]] = []
+    for seed in seeds:
+        trained = {side.name: trained_seed(side, seed, cache, settings.reuse, console.print) for side in sides}
+        both = [with_ultralytics_module(load_contender(str(trained["ours"].run.weights), names), recipe.model)]
+        both.append(load_contender(str(trained["ultralytics"].run.weights), names))
+        for c, side, who in zip(both, trained.values(), ("ours", "Ultralytics")):
+            c.notes.append(
+                f"seed {seed}, trained by {who} in {side.run.run_dir}" + (" (reused)" if side.reused else "")
+            )
+        runs = {c.label: t.run for c, t in zip(both, trained.values())}
+        first = seed == seeds[0]
+        rows = compare_models(
+            both,
+            index,
+            data_yaml,
+            settings,
+            post,
+            device,
+            run_dir / "seeds" / str(seed),
+            runs,
+            console.print,
+            latency=first,
+        )
+        results.append(SeedResult(seed, trained, dict(zip(trained, rows))))
+        models += rows if first else []
+    if contenders:
+        models += compare_models(contenders, index, data_yaml, settings, post, device, run_dir, {}, console.print)
+    title = f"Same-recipe head-to-head over {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
+    notes = recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device), seeds)
+    shared = shared_settings(models, settings, post, source, index, device, data_yaml, command_line.overrides)
+    shared["seeds"] = ", ".join(map(str, seeds))
+    shared["trained seeds"] = f"{cache} (reuse={str(settings.reuse).lower()})"
+    write_seeds_markdown(run_dir / "compare.md", title, results, models, shared, reading_notes(settings, notes))
+    write_seeds_csv(run_dir / "compare.csv", results)
+    write_summary_csv(run_dir / "summary.csv", results)
+    write_csv(run_dir / "models.csv", models)
+    plot_map_vs_latency(run_dir / "map_vs_latency.png", models, str(device))
+    plot_curves(run_dir / "curves.png", results)
+    for table in terminal_tables(results, title):
+        console.print(table)
+
+
+def training_sides(
+    data: DictConfig,
+    settings: CompareConfig,
+    recipe: Recipe,
+    model_yaml: str,
+    device: torch.device,
+    data_yaml: Path,
+) -> list[Side]:
+    """Our side and Ultralytics', each with its key and ``train(seed, folder)``. Ours runs
+    ``train.py``'s task on the ``train`` config of the recipe at the seed, with the compare run's
+    ``data`` node (resolved), its run directory ``<folder>/train/ours``; theirs ``YOLO.train`` into
+    ``<folder>/train/ultralytics``."""
     from detector.tasks.train import run as train
 
+    data_node: dict[str, Any] = OmegaConf.to_container(data, resolve=True, enum_to_str=True)  # type: ignore[assignment]
     workers = recipe.workers  # Ultralytics' trainer itself turns this to 0 on a CPU
-    train_cfg = compose("train", our_overrides(recipe, settings.imgsz, settings.device, workers, run_dir))
-    train_cfg.data = OmegaConf.create(OmegaConf.to_container(data, resolve=True))
-    validate(train_cfg)
-    console.print(
-        f"[bold]training ours[/bold] ({recipe.model}, {recipe.epochs} epochs) -> {run_dir / 'train' / 'ours'}"
-    )
-    ours = train_ours(lambda: train(train_cfg), int(train_cfg.train.epochs))
+
+    def train_config(seed: int, folder: Path) -> DictConfig:
+        recipe_at = dataclasses.replace(recipe, seed=seed)
+        train_cfg = compose("train", our_overrides(recipe_at, settings.imgsz, settings.device, workers, folder))
+        train_cfg.data = OmegaConf.create(data_node)
+        validate(train_cfg)
+        return train_cfg
+
+    def train_ours_at(seed: int, folder: Path) -> TrainedRun:
+        train_cfg = train_config(seed, folder)
+        options = train_cfg.train
+        return train_ours(lambda: train(train_cfg), int(options.epochs), int(options.workers), int(options.patience))
+
     amp = ultralytics_amp(recipe, device)
-    args = ultralytics_train_args(
-        recipe, data_yaml, settings.imgsz, ul.device_string(device), amp, workers, run_dir / "train"
-    )
-    console.print(f"[bold]training Ultralytics'[/bold] ({model_yaml}) -> {run_dir / 'train' / 'ultralytics'}")
-    theirs = train_ultralytics(model_yaml, args)
-    return {str(ours.weights): ours, str(theirs.weights): theirs}
+
+    def their_args(seed: int, folder: Path) -> dict[str, Any]:
+        recipe_at = dataclasses.replace(recipe, seed=seed)
+        return ultralytics_train_args(
+            recipe_at, data_yaml, settings.imgsz, ul.device_string(device), amp, workers, folder / "train"
+        )
+
+    plain: dict[str, Any] = OmegaConf.to_container(train_config(recipe.seed, Path(".")), resolve=True, enum_to_str=True)  # type: ignore[assignment]
+    versions = {"torch": torch.__version__, "albumentations": _version("albumentations")}
+    code = source_digest(Path(detector.__file__).parent, CONFIG_DIR)
+    ours_inputs = our_key_inputs(plain, code, versions, str(device))
+    their_versions = {"ultralytics": ul.version(), "torch": torch.__version__}
+    their_inputs = their_key_inputs(model_yaml, their_args(recipe.seed, Path(".")), data_node, their_versions)
+    return [
+        Side("ours", cache_key(ours_inputs), ours_inputs, train_ours_at),
+        Side(
+            "ultralytics",
+            cache_key(their_inputs),
+            their_inputs,
+            lambda s, f: train_ultralytics(model_yaml, their_args(s, f)),
+        ),
+    ]
+
+
+def _version(package: str) -> str:
+    try:
+        return package_version(package)
+    except PackageNotFoundError:
+        return "not installed"

@@ -153,7 +153,7 @@ def train_both(
         ours = Path(train(train_cfg))
         probe.side = "ultralytics"
         console.print(f"[bold]training Ultralytics'[/bold] under the probe -> {run_dir / 'train' / 'ultralytics'}")
-        theirs = ul.train(model_yaml, args, lambda: None, lambda n: None)
+        theirs, _ = ul.train(model_yaml, args, lambda: None, lambda n: None)
     epochs = {
         "ours": report.read_epochs(ours / "metrics.csv", "ours"),
         "ultralytics": report.read_epochs(theirs / "results.csv", "ultralytics"),

@@ -172,9 +172,11 @@ def test_class_matching_by_name_equals_dropping_other_classes(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_compare_train_mode_head_to_head(tmp_path) -> None:
+    """Two seeds trained by both sides, scored and summarised; a second run reuses all four trainings."""
     args = [
         *quick(tmp_path),
         "mode=train",
+        "seeds=[0,1]",
         "recipe.epochs=1",
         "recipe.batch=4",
         "recipe.nbs=4",
@@ -185,16 +187,45 @@ def test_compare_train_mode_head_to_head(tmp_path) -> None:
     result = compare(tmp_path, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "compare" / "exp"
-    assert (run / "train" / "ours" / "weights" / "best.pt").is_file()
-    assert (run / "train" / "ultralytics" / "weights" / "best.pt").is_file()
-    assert (run / "map_vs_latency.png").is_file()
-    ours, theirs = rows(run / "compare.csv")
-    assert (ours["kind"], theirs["kind"]) == ("ours", "ultralytics")
-    assert ours["params"] == theirs["params"]  # the same architecture
-    for row in (ours, theirs):
-        assert float(row["train_images_per_s"]) > 0 and float(row["wall_time_s"]) >= float(row["train_time_s"]) > 0
-    for side in ("ours", "ultralytics"):
-        metrics = json.loads((run / "models" / f"{side}_best" / "metrics.json").read_text())
-        assert metrics["training"]["epochs"] == 1 and metrics["training"]["train_images"] == 8
+    trained = sorted((tmp_path / "runs" / "compare" / "trained").glob("*/seed*/trained.json"))
+    assert [(p.parent.parent.name.split("-")[0], p.parent.name) for p in trained] == [
+        ("ours", "seed0"),
+        ("ours", "seed1"),
+        ("ultralytics", "seed0"),
+        ("ultralytics", "seed1"),
+    ]
+    weights = [p.parent / json.loads(p.read_text())["run"]["weights"] for p in trained]
+    assert all(w.is_file() for w in weights)
+    stamps = {p: p.stat().st_mtime_ns for p in [*trained, *weights]}
+    for name in ("compare.md", "compare.csv", "summary.csv", "models.csv", "curves.png", "map_vs_latency.png"):
+        assert (run / name).is_file(), name
+
+    table = rows(run / "compare.csv")
+    assert [(r["seed"], r["side"], r["reused"]) for r in table] == [
+        (s, side, "False") for s in ("0", "1") for side in ("ours", "ultralytics")
+    ]
+    for row in table:
+        assert float(row["images_per_s"]) > 0 and float(row["wall_time_s"]) >= float(row["train_time_s"]) > 0
+        assert row["epochs"] == "1" and row["train_images"] == "8" and row["ultralytics_mAP50-95"] != ""
+        assert (row["latency_ms"] != "") == (row["seed"] == "0")  # latency at the first seed only
+    assert {r["side"]: r["workers"] for r in table} == {"ours": "2", "ultralytics": "0"}  # theirs: 0 on a CPU
+    assert table[0]["params"] == table[1]["params"]  # the same architecture
+    for seed in ("0", "1"):
+        for side in ("ours", "ultralytics"):
+            metrics = json.loads((run / "seeds" / seed / "models" / f"{side}_best" / "metrics.json").read_text())
+            assert metrics["training"]["epochs"] == 1 and metrics["training"]["train_images"] == 8
+    summary = {r["metric"]: r for r in rows(run / "summary.csv")}
+    assert summary["mAP50-95"]["n"] == "2" and summary["train images/s"]["ratio_is"] == "ratio of means"
     markdown = (run / "compare.md").read_text()
-    assert "Same-recipe head-to-head" in markdown and "Not matched" in markdown and "train images/s" in markdown
+    assert "Same-recipe head-to-head over 2 seeds" in markdown and "Not matched" in markdown
+    assert "## Per seed" in markdown and "| 0 |" in markdown and "| 1 |" in markdown and "t-interval" in markdown
+
+    again = compare(tmp_path, *args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert " ".join(again.stdout.split()).count("reused from") == 4, again.stdout[-3000:]
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps  # nothing retrained
+    second = tmp_path / "runs" / "compare" / "exp2"
+    assert [(r["seed"], r["side"], r["reused"]) for r in rows(second / "compare.csv")] == [
+        (s, side, "True") for s in ("0", "1") for side in ("ours", "ultralytics")
+    ]
+    assert (second / "curves.png").is_file() and "| both |" in (second / "compare.md").read_text()

@@ -100,6 +100,20 @@ def _checkpoint_contender(path: Path) -> Contender:
     return Contender(str(path), KIND_ULTRALYTICS, model, list(checkpoint.names), theirs)
 
 
+def with_ultralytics_module(c: Contender, arch: str) -> Contender:
+    """``c``, our model of architecture ``arch`` (``yolov8n``, ...), with Ultralytics' ``DetectionModel``
+    of ``<arch>.yaml`` carrying the same weights (copied by position), so that their validator and
+    their module's latency measure it too; without it (a note says why) when the weights do not line up."""
+    try:
+        theirs = ul.model_from_yaml(arch, len(c.names), weights=c.model.state_dict(), names=c.names)
+    except (ConfigError, FileNotFoundError) as err:
+        c.notes.append(f"no Ultralytics module: the weights do not line up with their {arch}.yaml ({_one_line(err)})")
+        return c
+    c.ultralytics = theirs.eval()
+    c.notes.append(f"Ultralytics' validator and module: their {arch}.yaml with these weights (copied by position)")
+    return c
+
+
 def _ultralytics_baseline(spec: str, family: str, scale: str, names: list[str], seed: int) -> Contender:
     """Ultralytics' own model from its YAML (offline, random weights) and ours with its tensors."""
     from detector.models.zoo import build_model

@@ -10,8 +10,8 @@ is afterwards read with :func:`detector.interop.ultralytics_weights.read`, never
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from detector.types import LossGains
 
 # the recipe's loss gains are the defaults of both libraries
 LOSS_GAINS = asdict(LossGains())
+THEIR_MAP = "metrics/mAP50-95(B)"  # their results.csv column of validation mAP50-95
 
 
 Recipe = CompareRecipeConfig  # one training recipe, given to both trainers (``recipe.*`` of configs/compare.yaml)
@@ -45,6 +46,8 @@ class TrainedRun:
     train_images: int  # images seen by the optimizer over all epochs
     train_time_s: float  # time inside the training epochs (validation and setup excluded)
     wall_time_s: float  # the whole call: setup, epochs, per-epoch validation, final evaluation
+    workers: int = 0  # loader workers the trainer used
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch from 1, validation mAP50-95)
 
     @property
     def images_per_s(self) -> float:
@@ -88,22 +91,43 @@ def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project
     ]
 
 
-def train_ours(train: Callable[[], str | Path], epochs: int) -> TrainedRun:
+def train_ours(train: Callable[[], str | Path], epochs: int, workers: int, patience: int) -> TrainedRun:
     """Train with our loop (``train()`` runs ``train.py``'s task and returns its run directory);
-    images/s from the run's ``metrics.csv`` (training time of each epoch)."""
+    images/s and the validation curve from the run's ``metrics.csv`` (training time of each epoch,
+    our evaluator's mAP50-95 after it). A run that Ctrl-C or SIGTERM stopped early (our loop then
+    returns normally) is a :class:`ConfigError`: it must not count as trained."""
     start = clock()
     run_dir = Path(train())
     wall = clock() - start
+    if not training_finished(run_dir / "weights" / "last.pt", epochs, patience):
+        raise ConfigError(
+            f"our training in {run_dir} stopped before its last epoch (interrupted): it does not count as "
+            "trained; the same command again resumes the study (finished seeds are reused, this one retrained)"
+        )
     images = seconds = 0.0
+    curve = []
     with open(run_dir / "metrics.csv", newline="") as f:
         for row in csv.DictReader(f):
             s = float(row["epoch_time_s"])
             seconds += s
             images += float(row["images_per_s"]) * s
+            if row.get("mAP50-95"):
+                curve.append((int(row["epoch"]) + 1, float(row["mAP50-95"])))  # ours counts epochs from 0
     weights = run_dir / "weights" / "best.pt"
     if not weights.is_file():
         raise ConfigError(f"our training in {run_dir} wrote no weights/best.pt")
-    return TrainedRun(weights, run_dir, epochs, round(images), seconds, wall)
+    return TrainedRun(weights, run_dir, epochs, round(images), seconds, wall, workers, curve)
+
+
+def training_finished(last: Path, epochs: int, patience: int) -> bool:
+    """Whether our run whose ``last.pt`` this is went through all ``epochs`` or stopped for ``patience``
+    (its loop state, saved after every epoch and at an interrupt, says which)."""
+    from detector.checkpoint import read_checkpoint
+
+    if not last.is_file():
+        return False
+    state = read_checkpoint(last).get("train", {}).get("state", {})
+    return state.get("epoch", 0) >= epochs or state.get("stale_epochs", 0) >= patience
 
 
 def check_recipe_model(recipe: Recipe) -> str:
@@ -170,11 +194,12 @@ def ultralytics_train_args(
 
 def train_ultralytics(model_yaml: str, args: dict[str, Any]) -> TrainedRun:
     """``YOLO(model_yaml).train(**args)`` (a YAML name such as ``yolov8n.yaml``: built offline, random
-    weights), timing each training epoch from their epoch callbacks."""
+    weights), timing each training epoch from their epoch callbacks; the validation curve from their
+    ``results.csv`` (their validator's mAP50-95 after each epoch)."""
     epochs: list[tuple[int, float]] = []
     started: list[float] = []
     start = clock()
-    save_dir = ul.train(
+    save_dir, workers = ul.train(
         model_yaml, args, lambda: started.append(clock()), lambda n: epochs.append((n, clock() - started[-1]))
     )
     wall = clock() - start
@@ -182,11 +207,31 @@ def train_ultralytics(model_yaml: str, args: dict[str, Any]) -> TrainedRun:
     weights = run_dir / "weights" / "best.pt"
     if not weights.is_file():
         raise ConfigError(f"Ultralytics' training in {run_dir} wrote no weights/best.pt")
-    return TrainedRun(weights, run_dir, len(epochs), sum(n for n, _ in epochs), sum(s for _, s in epochs), wall)
+    images, seconds = sum(n for n, _ in epochs), sum(s for _, s in epochs)
+    return TrainedRun(weights, run_dir, len(epochs), images, seconds, wall, workers, their_curve(run_dir))
 
 
-def recipe_notes(recipe: Recipe, device: torch.device, workers: int, amp: bool | str) -> list[str]:
-    """What the two runs share, and what differs by design of the two trainers."""
+def their_curve(run_dir: Path) -> list[tuple[int, float]]:
+    """``(epoch, mAP50-95)`` per epoch from Ultralytics' ``results.csv`` (column ``metrics/mAP50-95(B)``,
+    epochs counted from 1); empty when the file is missing."""
+    path = Path(run_dir) / "results.csv"
+    if not path.is_file():
+        return []
+    curve = []
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            row = {(k or "").strip(): (v or "").strip() for k, v in row.items()}
+            if row.get("epoch") and row.get(THEIR_MAP):
+                curve.append((int(float(row["epoch"])), float(row[THEIR_MAP])))
+    return curve
+
+
+def recipe_notes(
+    recipe: Recipe, device: torch.device, workers: int, amp: bool | str, seeds: Sequence[int] = ()
+) -> list[str]:
+    """What the two runs share, and what differs by design of the two trainers (``seeds``: every seed
+    both trained at; default ``recipe.seed``)."""
+    seed = f"seed {recipe.seed}" if len(seeds) < 2 else f"seeds {', '.join(map(str, seeds))} (both sides at each)"
     return [
         f"Matched: architecture {recipe.model} (the same layers and parameter "
         f"count in both libraries), data and splits, imgsz, {recipe.epochs} epochs, batch {recipe.batch}, nominal "
@@ -198,7 +243,7 @@ def recipe_notes(recipe: Recipe, device: torch.device, workers: int, amp: bool |
         f"gradient clipping at norm 10, EMA (decay 0.9999, tau 2000), augmentation (mosaic, scale 0.5-1.5, "
         f"translate 0.1, HSV 0.015/0.7/0.4, horizontal flip 0.5; Ultralytics' settings in "
         f"detector.interop.ultralytics.TRAIN_AUGMENT), mosaic off for the last {recipe.close_mosaic} epochs, "
-        f"seed {recipe.seed}, deterministic={recipe.deterministic}, {workers} loader workers, "
+        f"{seed}, deterministic={recipe.deterministic}, {workers} loader workers, "
         f"AMP {({'bf16': 'bf16', True: 'fp16'}).get(amp, 'off')} on {device.type}, best.pt chosen by validation mAP50-95, patience {recipe.patience}.",
         "Not matched: initial weights (each library draws its own from the seed); random streams of augmentation "
         "and shuffling; the augmentation implementations (albumentations for ours, Ultralytics' own for theirs); "

@@ -120,6 +120,44 @@ def plot_map_vs_latency(path: Path, rows: Sequence[dict[str, Any]], device: str)
     return save_figure(fig, path)
 
 
+CURVE_LABELS = {"ours": "ours (our evaluator)", "ultralytics": "Ultralytics (their validator)"}
+
+
+def plot_seed_curves(path: Path, curves: dict[str, list[list[tuple[int, float]]]]) -> Path:
+    """Validation mAP50-95 per epoch during training, per side (``ours``, ``ultralytics``) one list of
+    ``(epoch, value)`` curves, one per seed: a thin line per seed, the mean over the seeds that
+    reached each epoch in bold."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    for i, (side, seeds) in enumerate(curves.items()):
+        color = plt.cm.tab10(i)
+        by_epoch: dict[int, list[float]] = {}
+        for curve in seeds:
+            if curve:
+                ax.plot(*zip(*curve), color=color, lw=0.8, alpha=0.4)
+            for epoch, value in curve:
+                by_epoch.setdefault(epoch, []).append(value)
+        if by_epoch:
+            epochs = sorted(by_epoch)
+            means = [sum(by_epoch[e]) / len(by_epoch[e]) for e in epochs]
+            label = f"{CURVE_LABELS.get(side, side)}: mean of {len(seeds)} seed(s)"
+            ax.plot(epochs, means, color=color, lw=2.5, marker="o" if len(epochs) == 1 else None, label=label)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set(
+        xlabel="epoch",
+        ylabel="mAP50-95 (each trainer's own validator)",
+        title="Validation mAP50-95 during training (thin: one seed, bold: mean)",
+    )
+    ax.grid(alpha=0.3)
+    if any(curves.values()):
+        ax.legend(fontsize=8, loc="best")
+    return save_figure(fig, path)
+
+
 def write_reports(
     run_dir: Path,
     title: str,
@@ -135,10 +173,27 @@ def write_reports(
 ) -> None:
     """``compare.md``, ``compare.csv`` and ``map_vs_latency.png`` in ``run_dir``. ``notes``: more lines
     for "Reading the table"; ``overrides``: the command line, as typed."""
+    shared = shared_settings(rows, settings, post, source, index, device, data_yaml, overrides)
+    write_markdown(run_dir / "compare.md", title, rows, shared, reading_notes(settings, notes))
+    write_csv(run_dir / "compare.csv", rows)
+    plot_map_vs_latency(run_dir / "map_vs_latency.png", rows, str(device))
+
+
+def shared_settings(
+    rows: Sequence[dict[str, Any]],
+    settings: CompareConfig,
+    post: PostProcess,
+    source: Any,
+    index: SplitIndex,
+    device: torch.device,
+    data_yaml: Path | None,
+    overrides: tuple[str, ...],
+) -> dict[str, Any]:
+    """The settings every model of ``rows`` was scored with, for the report's "Settings"."""
     versions = f"torch {torch.__version__}"
-    if any(r["kind"].startswith("ultralytics") for r in rows):
+    if any(r["kind"].startswith("ultralytics") for r in rows) or settings.mode.value == "train":
         versions += f", ultralytics {ul.version()}"
-    shared = {
+    return {
         "data": f"{data_where(source, settings.split)} ({settings.split}: {len(index)} images, {index.instances} instances, "
         f"{len(index.names)} classes)",
         "letterbox": f"longest side resized to {settings.imgsz}, padded to {settings.imgsz} x {settings.imgsz} "
@@ -157,7 +212,11 @@ def write_reports(
         "versions": versions,
         "command": " ".join(("python scripts/compare.py", *overrides)),
     }
-    reading = [
+
+
+def reading_notes(settings: CompareConfig, notes: Sequence[str]) -> list[str]:
+    """How to read the figures (for "Reading the table"), then ``notes``."""
+    return [
         "mAP50-95 and mAP50 are from our evaluator (COCO metrics by faster-coco-eval: 101-point interpolated "
         "precision, at most 100 detections per image counted, crowd regions ignored) for every model; an "
         "Ultralytics model goes through our import of it, whose outputs agree with their module (largest "
@@ -174,9 +233,6 @@ def write_reports(
         "the data lacks are dropped before NMS. A model lacking one of the data's classes is refused.",
         *notes,
     ]
-    write_markdown(run_dir / "compare.md", title, rows, shared, reading)
-    write_csv(run_dir / "compare.csv", rows)
-    plot_map_vs_latency(run_dir / "map_vs_latency.png", rows, str(device))
 
 
 TERMINAL_TITLES = {

@@ -55,9 +55,10 @@ def compare_models(
     run_dir: Path,
     trained: dict[str, TrainedRun],
     log: Callable[[str], None] = print,
+    latency: bool = True,
 ) -> list[dict[str, Any]]:
-    """Evaluate, measure and time every contender; write its own files under ``models/<slug>/``.
-    Returns one table row per contender."""
+    """Evaluate, measure and time every contender (``latency=False``: no latency, ``None`` in its
+    columns); write its own files under ``models/<slug>/``. Returns one table row per contender."""
     dataset = val_dataset(index, settings.imgsz)
     sample = next(iter(build_loader(dataset, 1, shuffle=False, workers=0, distributed=False)))
     probe = Probe(sample.images.to(device).float().div_(255), sample.letterbox.to(device), sample.orig_sizes.to(device))
@@ -66,7 +67,7 @@ def compare_models(
     for c in contenders:
         log(f"[bold]{c.label}[/bold] ({c.kind})")
         folder = run_dir / "models" / slug(c.label, used)
-        row, metrics, predictions = score(c, index, dataset, data_yaml, settings, post, device, probe, folder)
+        row, metrics, predictions = score(c, index, dataset, data_yaml, settings, post, device, probe, folder, latency)
         run = trained.get(c.label)
         row["train_images_per_s"] = None if run is None else run.images_per_s
         row["train_time_s"] = None if run is None else run.train_time_s
@@ -79,6 +80,7 @@ def compare_models(
                 "train_time_s": run.train_time_s,
                 "images_per_s": run.images_per_s,
                 "wall_time_s": run.wall_time_s,
+                "workers": run.workers,
             }
         write_model_outputs(folder, metrics, predictions)
         rows.append(row)
@@ -98,17 +100,20 @@ def score(
     device: torch.device,
     probe: Probe,
     folder: Path,
+    latency: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, Any]]]:
     """One contender: its table row (without the training columns), its ``metrics.json`` content
-    and its COCO predictions."""
+    and its COCO predictions; its latency only when ``latency``."""
     data_names = list(index.names)
     keep = class_map(c.names, data_names, c.label)
     model = c.model.to(device).eval()
     scored = model if keep is None else restrict_classes(model, keep)
     result = evaluate(scored, index, dataset, post, device, settings.batch, settings.workers)
     info = summary(c.model, settings.imgsz)
-    step = ours_step(model, probe.x, post, probe.letterbox, probe.orig_sizes)
-    latency = median_ms(step, settings.latency_warmup, settings.latency_repeats)
+    ms = None
+    if latency:
+        step = ours_step(model, probe.x, post, probe.letterbox, probe.orig_sizes)
+        ms = median_ms(step, settings.latency_warmup, settings.latency_repeats)
     notes = list(c.notes)
     if keep is not None:
         notes.append(
@@ -122,13 +127,15 @@ def score(
         "per_class_AP50-95": result.scores.per_class,
         "params": info["params"],
         "gflops": info["gflops"],
-        "latency_ms": latency,
+        "latency_ms": ms,
         "speed_ms_per_image": result.speed,
         "class_map": None if keep is None else {n: c.names[k] for n, k in zip(data_names, keep)},
     }
     theirs: dict[str, Any] = {}
     if c.ultralytics is not None:
-        theirs = score_theirs(c, model, keep, data_names, data_yaml, settings, post, device, probe, folder, notes)
+        theirs = score_theirs(
+            c, model, keep, data_names, data_yaml, settings, post, device, probe, folder, notes, latency
+        )
         metrics.update(theirs)
     their_validator = theirs.get("ultralytics_validator", {})
     row = {
@@ -141,7 +148,7 @@ def score(
         "ultralytics_mAP50": their_validator.get("mAP50"),
         "params": info["params"],
         "gflops": info["gflops"],
-        "latency_ms": latency,
+        "latency_ms": ms,
         "ultralytics_latency_ms": theirs.get("ultralytics_latency_ms"),
         "notes": "; ".join(notes),
     }
@@ -160,13 +167,15 @@ def score_theirs(
     probe: Probe,
     folder: Path,
     notes: list[str],
+    latency: bool = True,
 ) -> dict[str, Any]:
-    """Their module's figures: parity with our import, latency, and their validator's where it can
-    run (``notes`` gets a line where it cannot)."""
+    """Their module's figures: parity with our import, latency (when ``latency``), and their
+    validator's where it can run (``notes`` gets a line where it cannot)."""
     theirs = c.ultralytics.to(device).eval()  # type: ignore[union-attr]
     figures: dict[str, Any] = {"parity": parity(model, theirs, probe.x)}
-    step = ul.inference_step(theirs, probe.x, post, probe.orig_size)
-    figures["ultralytics_latency_ms"] = median_ms(step, settings.latency_warmup, settings.latency_repeats)
+    if latency:
+        step = ul.inference_step(theirs, probe.x, post, probe.orig_size)
+        figures["ultralytics_latency_ms"] = median_ms(step, settings.latency_warmup, settings.latency_repeats)
     if not settings.ultralytics_val:
         notes.append("Ultralytics' validator not run (ultralytics_val=false)")
         return figures
