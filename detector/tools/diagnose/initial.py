@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from detector import build_model
+from detector.models import build_model
 from detector.interop import ultralytics as ul
 
 
