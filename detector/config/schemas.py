@@ -150,7 +150,7 @@ class AugmentConfig:
     mixup: float = 0.0  # probability of blending with a second augmented sample
     close_mosaic: int = 10  # the last N epochs train without mosaic
     min_visibility: float = 0.1  # boxes keeping less of their area inside the image are dropped
-    min_size: float = 3.0  # boxes narrower or lower than this (pixels) are dropped: slivers show no shape
+    min_size: float = 2.0  # boxes narrower or lower than this (pixels) are dropped (Ultralytics: 2 px)
 
 
 @dataclass
