@@ -364,3 +364,17 @@ def batch_targets(batch: dict[str, Any]) -> tuple[torch.Tensor, Targets]:
     scale = torch.tensor([w, h, w, h], dtype=torch.float32)
     boxes = cxcywh_to_xyxy(batch["bboxes"].float() * scale)
     return images, Targets(batch["batch_idx"].long().flatten(), boxes, batch["cls"].long().flatten())
+
+
+def record_loads(dataset: Any) -> list[int]:
+    """Make their training dataset append the index of every image it loads (a sample's own and its
+    mosaic partners', through ``load_image``) to the returned list."""
+    loads: list[int] = []
+    original = dataset.load_image
+
+    def load_image(i: int, *args: Any, **kwargs: Any) -> Any:
+        loads.append(int(i))
+        return original(i, *args, **kwargs)
+
+    dataset.load_image = load_image
+    return loads

@@ -33,12 +33,13 @@ from detector.tools.compare.headtohead import (
     ultralytics_train_args,
 )
 from detector.tools.diagnose import report
-from detector.tools.diagnose.batches import BatchStats, collect, our_batches
+from detector.tools.diagnose.batches import BatchStats, collect, count_sources, our_batches, record_our_loads
 from detector.tools.diagnose.initial import initial_differences
 from detector.tools.diagnose.probe import TrainingProbe
 from detector.train.ema import ModelEMA
 
 EMA_POINTS = (1, 10, 100, 1000)
+SOURCE_BATCHES = 16  # batches whose source images are counted (in-process loaders: slower)
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
@@ -119,10 +120,22 @@ def augmented_batches(
             data_yaml, settings.imgsz, recipe.batch, recipe.workers, seed=recipe.seed, mosaic=mosaic
         )
         stats[f"ultralytics {phase}"] = collect(map(ul.batch_targets, theirs), settings.batches)
-        close = getattr(theirs, "close", None) or getattr(theirs, "reset", None)
-        if close is not None:
-            close()
+        _close(theirs)
+        if mosaic:  # where each batch's images come from: loaded in this process, to see every load
+            count = min(settings.batches, SOURCE_BATCHES)
+            solo = build_loader(dataset, recipe.batch, shuffle=True, workers=0, seed=recipe.seed)
+            set_epoch(solo, epoch)
+            count_sources(solo, record_our_loads(dataset), count, stats[f"ours {phase}"])
+            theirs = ul.ultralytics_train_loader(data_yaml, settings.imgsz, recipe.batch, 0, seed=recipe.seed)
+            count_sources(theirs, ul.record_loads(theirs.dataset), count, stats[f"ultralytics {phase}"])
+            _close(theirs)
     return stats
+
+
+def _close(loader: Any) -> None:
+    close = getattr(loader, "close", None) or getattr(loader, "reset", None)
+    if close is not None:
+        close()
 
 
 def train_both(

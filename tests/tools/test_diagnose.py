@@ -133,3 +133,29 @@ def test_initial_weights_are_drawn_alike() -> None:
 
     initial = initial_differences("yolov8n", 6, seed=0)
     assert initial["compared"] > 200 and initial["differing"] == []
+
+
+def test_source_images_per_batch_are_counted_on_both_loaders(tiny_shapes) -> None:
+    """Four-image mosaics: every sample loads four images, so a batch of 4 records 16 loads on both
+    sides; ours takes its partners within the batch (4 distinct images), theirs from a buffer of
+    recently loaded ones."""
+    from detector.config import compose, instantiate_node
+    from detector.data.build import AugmentSettings, load_split, train_dataset
+    from detector.data.loader import build_loader, set_epoch
+    from detector.data.sources import ShapesSource
+    from detector.interop import ultralytics as ul
+    from detector.tools.diagnose.batches import count_sources, record_our_loads
+
+    source = ShapesSource(list(SHAPE_NAMES), 6, str(tiny_shapes), num_train=8, num_val=4, imgsz=96)
+    augment = AugmentSettings(**instantiate_node(compose("train", ["imgsz=64"]).augment, "augment"))
+    dataset = train_dataset(load_split(source, "train", log=lambda _: None), augment, 64, seed=0, epochs=None)
+    loader = build_loader(dataset, 4, shuffle=True, workers=0, seed=0)
+    set_epoch(loader, 0)
+    ours, theirs = BatchStats(), BatchStats()
+    loads = record_our_loads(dataset)
+    count_sources(loader, loads, 2, ours)
+    assert len(loads) == 2 * 4 * 4 and ours.sources == [4, 4]
+    their_loader = ul.ultralytics_train_loader(tiny_shapes / "data.yaml", 64, 4, 0, seed=0)
+    their_loads = ul.record_loads(their_loader.dataset)
+    count_sources(their_loader, their_loads, 2, theirs)
+    assert len(their_loads) == 2 * 4 * 4 and all(4 <= n <= 8 for n in theirs.sources)

@@ -4,9 +4,11 @@ colour statistics, measured the same way on our loader's batches and Ultralytics
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,6 +34,8 @@ class BatchStats:
     value: list[float] = field(default_factory=list)  # mean HSV value per image, 0-255
     grey_fraction: list[float] = field(default_factory=list)  # pixels with R == G == B (padding), per image
     pixels: int = 0
+    sources: list[int] = field(default_factory=list)  # distinct images a batch was made from
+    repeats: list[int] = field(default_factory=list)  # appearances of a batch's most used image
 
     def add(self, images: Tensor, targets: Targets) -> None:
         """One batch: ``images`` ``[B, 3, H, W]`` uint8 RGB, ``targets`` in input pixels."""
@@ -73,6 +77,8 @@ class BatchStats:
             "value_mean": float(np.mean(self.value)),
             "grey_fraction": float(np.mean(self.grey_fraction)),
         }
+        out["source_images_per_batch"] = float(np.mean(self.sources)) if self.sources else np.nan
+        out["most_uses_of_one_image_per_batch"] = float(np.mean(self.repeats)) if self.repeats else np.nan
         for c, name in enumerate("RGB"):
             out[f"{name}_mean"], out[f"{name}_std"] = float(mean[c]), float(std[c])
         return out
@@ -94,3 +100,28 @@ def collect(batches: Iterable[tuple[Tensor, Targets]], count: int) -> BatchStats
 def our_batches(loader: Iterable) -> Iterator[tuple[Tensor, Targets]]:
     for batch in loader:
         yield batch.images, batch.targets
+
+
+def record_our_loads(dataset: Any) -> list[int]:
+    """Make ``dataset`` (a :class:`~detector.data.dataset.DetectionDataset`) append the index of
+    every image it loads (a sample's own and its mosaic partners') to the returned list."""
+    loads: list[int] = []
+    original = dataset.load
+
+    def load(i: int) -> Any:
+        loads.append(int(i))
+        return original(i)
+
+    dataset.load = load
+    return loads
+
+
+def count_sources(batches: Iterable[Any], loads: list[int], count: int, stats: BatchStats) -> None:
+    """For each of the first ``count`` batches of a loader that loads in this process (no workers),
+    the distinct images ``loads`` recorded while it was made and the uses of its most used one."""
+    start = len(loads)
+    for _ in islice(batches, count):
+        used = Counter(loads[start:])
+        stats.sources.append(len(used))
+        stats.repeats.append(max(used.values(), default=0))
+        start = len(loads)

@@ -7,8 +7,8 @@ from typing import Any
 
 import torch
 
-from detector.models import build_model
 from detector.interop import ultralytics as ul
+from detector.models import build_model
 
 
 def initial_differences(model: str, num_classes: int, seed: int, tolerance: float = 0.15) -> dict[str, Any]:
