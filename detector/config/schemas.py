@@ -151,6 +151,10 @@ class AugmentConfig:
     close_mosaic: int = 10  # the last N epochs train without mosaic
     min_visibility: float = 0.1  # boxes keeping less of their area inside the image are dropped
     min_size: float = 2.0  # boxes narrower or lower than this (pixels) are dropped (Ultralytics: 2 px)
+    # where a mosaic's three partner images come from: 0, the nearest positions of the sample's own batch
+    # (each image decoded once per epoch); N > 0, drawn at random from the N positions before it in the
+    # epoch's order (more distinct images per batch, as Ultralytics' buffer of recent images; more decoding)
+    mosaic_window: int = 0
 
 
 @dataclass

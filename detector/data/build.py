@@ -39,6 +39,7 @@ class AugmentSettings:
     close_mosaic: int  # the last N epochs train without mosaic
     min_visibility: float  # boxes keeping less of their area inside the image are dropped
     min_size: float  # boxes narrower or lower than this (pixels) are dropped
+    mosaic_window: int  # 0: mosaic partners from the sample's batch; N: from the N positions before it
 
 
 def load_split(
@@ -87,6 +88,7 @@ def train_dataset(
         seed=seed,
         cache_images=cache_images,
         close_mosaic_epoch=max(epochs - close, 0) if epochs is not None and close > 0 else None,
+        partner_window=augment.mosaic_window,
     )
 
 

@@ -104,7 +104,9 @@ class DetectionDataset(Dataset[Item]):
     Mosaic partners of sample ``i`` are its neighbours in the epoch's order (:func:`epoch_order`)
     within its batch of ``batch_size`` (:func:`partner_positions`; the loader sets it): the worker
     that makes the batch loads them anyway, so a small per-process memo of loaded images (``recent``
-    entries) saves their decoding, and every image is decoded about once per epoch.
+    entries) saves their decoding, and every image is decoded about once per epoch. With
+    ``partner_window`` N > 0 they are drawn instead from the N positions before the sample (more
+    distinct images per batch; partners outside the memo are decoded again).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class DetectionDataset(Dataset[Item]):
         cache_workers: int = 4,
         recent: int = 16,
         batch_size: int = 1,
+        partner_window: int = 0,
     ) -> None:
         self.index = index
         self.pipeline = pipeline
@@ -129,6 +132,9 @@ class DetectionDataset(Dataset[Item]):
         self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
         self._recent_size = recent if self.cache is None else 0
         self.batch_size = max(1, int(batch_size))
+        self.partner_window = int(partner_window)
+        if self.partner_window < 0:
+            raise ValueError(f"augment.mosaic_window must be >= 0, got {partner_window}")
         self.epoch = 0
         self.set_epoch(0)
 
@@ -180,9 +186,21 @@ class DetectionDataset(Dataset[Item]):
         image, boxes, classes = self.load(i)
 
         def partners() -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-            return [self.load(int(j)) for j in self._order[self._partners[self._position[i]]]]
+            return [self.load(int(j)) for j in self._order[self._partner_positions(i)]]
 
         return self.pipeline(image, boxes, classes, seed=int(rng.integers(2**31)), partners=partners)
+
+    def _partner_positions(self, i: int) -> np.ndarray:
+        """Positions in the epoch's order of sample ``i``'s mosaic partners: the nearest ones of its
+        batch, or (``partner_window`` N > 0) drawn from the N positions before it, wrapping around the
+        epoch, from a random stream of their own (the sample's other draws stay as they were)."""
+        position = self._position[i]
+        if self.partner_window == 0:
+            return self._partners[position]
+        count = self._partners.shape[1]
+        rng = np.random.default_rng([self.seed, self.epoch, i, 1])
+        window = min(self.partner_window, len(self) - 1)
+        return (position - 1 - rng.choice(window, size=count, replace=window < count)) % len(self)
 
     def __getitem__(self, i: int) -> Item:
         rng = np.random.default_rng([self.seed, self.epoch, i])

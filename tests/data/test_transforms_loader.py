@@ -219,3 +219,17 @@ def test_loader_decodes_each_image_about_once_per_epoch(twin_index, monkeypatch)
     monkeypatch.setattr(dataset_module, "read_image", lambda path: (decoded.append(path), original(path))[1])
     list(build_loader(dataset, 4, shuffle=True, workers=0, seed=0))
     assert len(decoded) == len(set(decoded)) == len(dataset)  # 4 images per sample, each decoded once
+
+
+def test_mosaic_window_partners_are_the_same_whatever_the_workers(twin_index) -> None:
+    """augment.mosaic_window=N draws each sample's partners from the N positions before it, from a
+    stream of the sample's own: the batches do not depend on the loader's workers, and differ from
+    the batch-neighbour rule (N=0)."""
+    windowed = augment_settings(IMGSZ, "augment.mosaic_window=3")
+    assert windowed.mosaic_window == 3
+    make = lambda augment: train_dataset(twin_index, augment, IMGSZ, seed=3, epochs=100)  # noqa: E731
+    serial = batches(build_loader(make(windowed), 2, shuffle=True, workers=0, seed=3), epoch=1)
+    parallel = batches(build_loader(make(windowed), 2, shuffle=True, workers=2, seed=3), epoch=1)
+    assert all(torch.equal(a.images, b.images) for a, b in zip(serial, parallel, strict=True))
+    nearest = batches(build_loader(make(augment_settings(IMGSZ)), 2, shuffle=True, workers=0, seed=3), epoch=1)
+    assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, nearest))

@@ -155,6 +155,10 @@ def test_source_images_per_batch_are_counted_on_both_loaders(tiny_shapes) -> Non
     loads = record_our_loads(dataset)
     count_sources(loader, loads, 2, ours)
     assert len(loads) == 2 * 4 * 4 and ours.sources == [4, 4]
+    dataset.partner_window = 7  # partners drawn from the 7 positions before each sample (all the others)
+    windowed = BatchStats()
+    count_sources(loader, loads, 2, windowed)
+    assert sum(windowed.sources) > 8 and all(4 <= n <= 8 for n in windowed.sources)
     their_loader = ul.ultralytics_train_loader(tiny_shapes / "data.yaml", 64, 4, 0, seed=0)
     their_loads = ul.record_loads(their_loader.dataset)
     count_sources(their_loader, their_loads, 2, theirs)
