@@ -64,7 +64,8 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     content: dict[str, Any] = {"batches": {k: s.summary() for k, s in stats.items()}, "initial_weights": initial}
     sections = [
         f"# Training diagnostics: ours beside Ultralytics {ul.version()}\n",
-        "Recipe (both trainers): " + " ".join(recipe_notes(recipe, device, recipe.workers, "off")[:1]),
+        "Recipe (both trainers): "
+        + " ".join(recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device))[:1]),
         "\n## Augmented training batches\n",
         f"{settings.batches} batches of {recipe.batch} per column (seed {recipe.seed}), as the first and the last "
         f"epoch see them (mosaic is off for the last {recipe.close_mosaic} of {recipe.epochs} epochs).\n",
