@@ -197,7 +197,7 @@ class DetectionDataset(Dataset[Item]):
         position = self._position[i]
         if self.partner_window == 0:
             return self._partners[position]
-        count = self._partners.shape[1]
+        count = self.pipeline.partners_needed()
         rng = np.random.default_rng([self.seed, self.epoch, i, 1])
         window = min(self.partner_window, len(self) - 1)
         return (position - 1 - rng.choice(window, size=count, replace=window < count)) % len(self)

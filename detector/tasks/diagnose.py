@@ -121,7 +121,7 @@ def augmented_batches(
             data_yaml, settings.imgsz, recipe.batch, recipe.workers, seed=recipe.seed, mosaic=mosaic
         )
         stats[f"ultralytics {phase}"] = collect(map(ul.batch_targets, theirs), settings.batches)
-        _close(theirs)
+        theirs.reset()  # shuts its workers down
         if mosaic:  # where each batch's images come from: loaded in this process, to see every load
             count = min(settings.batches, SOURCE_BATCHES)
             solo = build_loader(dataset, recipe.batch, shuffle=True, workers=0, seed=recipe.seed)
@@ -129,14 +129,8 @@ def augmented_batches(
             count_sources(solo, record_our_loads(dataset), count, stats[f"ours {phase}"])
             theirs = ul.ultralytics_train_loader(data_yaml, settings.imgsz, recipe.batch, 0, seed=recipe.seed)
             count_sources(theirs, ul.record_loads(theirs.dataset), count, stats[f"ultralytics {phase}"])
-            _close(theirs)
+            theirs.reset()
     return stats
-
-
-def _close(loader: Any) -> None:
-    close = getattr(loader, "close", None) or getattr(loader, "reset", None)
-    if close is not None:
-        close()
 
 
 def train_both(

@@ -21,6 +21,7 @@ from detector.images import save_figure
 from detector.interop import ultralytics as ul
 from detector.runs import write_text_atomic
 from detector.tools.compare.data import data_where
+from detector.tools.markdown import markdown_table
 
 COLUMNS = [
     ("model", "model"),
@@ -69,20 +70,17 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:
     return write_text_atomic(path, buffer.getvalue())
 
 
-def markdown_table(rows: Sequence[dict[str, Any]]) -> str:
+def rows_table(rows: Sequence[dict[str, Any]]) -> str:
+    """The models' markdown table: the columns in use, each value formatted by :func:`fmt`."""
     columns = columns_in_use(rows)
-    lines = ["| " + " | ".join(t for _, t in columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
-    for row in rows:
-        cells = [fmt(k, row.get(k)).replace("|", "\\|") for k, _ in columns]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return markdown_table([t for _, t in columns], [[fmt(k, row.get(k)) for k, _ in columns] for row in rows])
 
 
 def write_markdown(
     path: Path, title: str, rows: Sequence[dict[str, Any]], settings: dict[str, Any], notes: Sequence[str]
 ) -> Path:
     """``compare.md``: the table, the settings every model shared, and how to read the figures."""
-    parts = [f"# {title}", "", markdown_table(rows), "", "## Settings", ""]
+    parts = [f"# {title}", "", rows_table(rows), "", "## Settings", ""]
     parts += [f"- **{k}**: {v}" for k, v in settings.items()]
     parts += ["", "## Reading the table", ""]
     parts += [f"- {n}" for n in notes]

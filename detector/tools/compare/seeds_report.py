@@ -18,8 +18,9 @@ from rich.table import Table
 
 from detector.runs import write_text_atomic
 from detector.tools.compare.cache import TrainedSeed
-from detector.tools.compare.report import markdown_table, plot_seed_curves
+from detector.tools.compare.report import plot_seed_curves, rows_table
 from detector.tools.compare.stats import LEVEL, Paired, Summary, summarize
+from detector.tools.markdown import markdown_table
 
 SIDES = ("ours", "ultralytics")
 
@@ -150,12 +151,6 @@ def summary_cells(results: Sequence[SeedResult]) -> list[list[str]]:
     return lines
 
 
-def _markdown(header: Sequence[str], cells: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-    return "\n".join(lines)
-
-
 def statistics_notes(n: int) -> list[str]:
     level = round(LEVEL * 100)
     return [
@@ -185,15 +180,15 @@ def write_markdown(
     reading: Sequence[str],
 ) -> Path:
     first = results[0].seed
-    parts = [f"# {title}", "", "## Per seed", "", _markdown(PER_SEED, per_seed_cells(results)), ""]
-    parts += ["## Summary", "", _markdown(SUMMARY, summary_cells(results)), ""]
+    parts = [f"# {title}", "", "## Per seed", "", markdown_table(PER_SEED, per_seed_cells(results)), ""]
+    parts += ["## Summary", "", markdown_table(SUMMARY, summary_cells(results)), ""]
     parts += [
         f"Per side: mean ± sample sd over the seeds. Ratio and difference of mAP: the mean of the per-seed "
         f"values and, in brackets, its {round(LEVEL * 100)} % t-interval over the per-seed paired values "
         "(none with one seed).",
         "",
     ]
-    parts += [f"## All models at seed {first} (params, GFLOPs, latency)", "", markdown_table(models), ""]
+    parts += [f"## All models at seed {first} (params, GFLOPs, latency)", "", rows_table(models), ""]
     parts += ["## Settings", "", *(f"- **{k}**: {v}" for k, v in shared.items()), ""]
     parts += ["## Reading the tables", "", *(f"- {n}" for n in [*statistics_notes(len(results)), *reading])]
     return write_text_atomic(path, "\n".join(parts) + "\n")

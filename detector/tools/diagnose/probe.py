@@ -31,9 +31,10 @@ from torchvision.ops import box_iou
 from detector.interop import ultralytics as ul
 from detector.losses.assigner import Assignment, TaskAlignedAssigner
 
+BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
+CLIP_NORM = 10.0  # both trainers clip the gradient norm at this
 # (pred boxes [B, A, 4] xyxy px, gt boxes [B, G, 4] xyxy px, gt mask [B, G], foreground [B, A],
 # gt index of each point [B, A])
-BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 AssignerView = tuple[Tensor, Tensor, Tensor, Tensor, Tensor]
 
 
@@ -47,7 +48,6 @@ class SideRecord:
     positives: list[tuple[float, int, float]] = field(default_factory=list)  # (gt side px, positives, mean IoU)
     batchnorm: Counter = field(default_factory=Counter)  # (eps, momentum) -> BatchNorm modules seen
     _bn_seen: set[int] = field(default_factory=set)
-    _batches_at_step: int = 0
 
     def summary(self) -> dict[str, Any]:
         """The figures of the report (see :func:`positives_summary` for the assigner's)."""
@@ -56,7 +56,7 @@ class SideRecord:
             "optimizer_steps": len(self.steps),
             "batches": self.batches,
             "grad_norm_median": float(norms.median()),
-            "grad_norm_clipped_fraction": float((norms > 10.0).float().mean()) if self.grad_norms else math.nan,
+            "grad_norm_clipped_fraction": float((norms > CLIP_NORM).float().mean()) if self.grad_norms else math.nan,
             "batchnorm": {f"eps={e:g} momentum={m:g}": n for (e, m), n in sorted(self.batchnorm.items())},
             "groups": groups_at(self.steps[-1]) if self.steps else {},
             **positives_summary(self.positives),
@@ -96,10 +96,9 @@ class TrainingProbe:
     """Records into ``records[side]`` while installed (``with probe:``); set ``probe.side`` before
     each trainer runs."""
 
-    def __init__(self, clip_threshold: float = 10.0) -> None:
+    def __init__(self) -> None:
         self.side = "ours"
         self.records: dict[str, SideRecord] = {}
-        self.clip_threshold = clip_threshold
         self._handles: list[Any] = []
         self._clip: Callable[..., Tensor] | None = None
 
@@ -145,10 +144,8 @@ class TrainingProbe:
                     "params": sum(p.numel() for p in g["params"]),
                 }
             )
-        record.steps.append(
-            {"batches": record.batches, "accumulated": record.batches - record._batches_at_step, "groups": groups}
-        )
-        record._batches_at_step = record.batches
+        previous = record.steps[-1]["batches"] if record.steps else 0
+        record.steps.append({"batches": record.batches, "accumulated": record.batches - previous, "groups": groups})
 
     def _on_forward(self, module: nn.Module, args: tuple, output: Any) -> None:
         if isinstance(module, BATCHNORMS):

@@ -14,8 +14,10 @@ import numpy as np
 
 from detector.images import save_figure
 from detector.runs import write_text_atomic
+from detector.tools.compare.headtohead import THEIR_MAP
 from detector.tools.diagnose.batches import SIZE_EDGES, BatchStats
-from detector.tools.diagnose.probe import SideRecord
+from detector.tools.diagnose.probe import SideRecord, groups_at
+from detector.tools.markdown import markdown_table
 
 SIDES = ("ours", "ultralytics")
 COLOURS = {"ours": "tab:blue", "ultralytics": "tab:orange"}
@@ -25,7 +27,7 @@ EPOCH_COLUMNS = {
     "box": ("train/box", "train/box_loss"),
     "cls": ("train/cls", "train/cls_loss"),
     "dfl": ("train/dfl", "train/dfl_loss"),
-    "val mAP50-95": ("mAP50-95", "metrics/mAP50-95(B)"),
+    "val mAP50-95": ("mAP50-95", THEIR_MAP),
     "val mAP50": ("mAP50", "metrics/mAP50(B)"),
 }
 
@@ -63,14 +65,13 @@ def fmt(value: Any) -> str:
 
 
 def table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(" --- " for _ in header) + "|"]
-    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
-    return "\n".join(lines)
+    """A markdown table of ``rows``, each value formatted by :func:`fmt`."""
+    return markdown_table(header, [[fmt(v) for v in row] for row in rows])
 
 
 def batch_section(stats: dict[str, BatchStats]) -> str:
-    keys = list(next(iter(stats.values())).summary())
     summaries = {k: s.summary() for k, s in stats.items()}
+    keys = list(next(iter(summaries.values())))
     rows = [[key, *(summaries[k][key] for k in stats)] for key in keys]
     hist = [
         [f"{lo}-{hi if hi < 10_000 else ''} px", *(s.size_histogram()[i] for s in stats.values())]
@@ -101,8 +102,7 @@ def initial_section(initial: dict[str, Any]) -> str:
 def schedule_section(records: dict[str, SideRecord], ema: dict[str, dict[str, float]]) -> str:
     rows = []
     for side, rec in records.items():
-        s = rec.summary()
-        for name, g in s["groups"].items():
+        for name, g in (groups_at(rec.steps[-1]) if rec.steps else {}).items():
             rows.append([side, name, g["params"], g["weight_decay"], g["nesterov"]])
     groups = table(["trainer", "group", "parameters", "weight decay applied", "nesterov"], rows)
     steps = []
