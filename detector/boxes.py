@@ -65,9 +65,9 @@ def expected_distances(box_logits: Tensor, bins: Tensor) -> Tensor:  # [B, 4 * R
 
 @dataclass
 class DecodedBoxes:
-    """A DFL head output flattened over its levels and decoded (``A`` points, fine to coarse)."""
+    """A head output (one branch) flattened over its levels and decoded (``A`` points, fine to coarse)."""
 
-    box_logits: Tensor  # [B, A, 4 * reg_max] DFL logits
+    box_logits: Tensor  # [B, A, 4 * reg_max] DFL logits (reg_max 1: the raw distances)
     cls_logits: Tensor  # [B, A, C] class logits (no sigmoid)
     points: Tensor  # [A, 2] cell centres, input pixels
     strides: Tensor  # [A, 1] stride of each point's level
@@ -76,8 +76,9 @@ class DecodedBoxes:
 
 
 def decode_boxes(out: HeadOutput, bins: Tensor | None = None) -> DecodedBoxes:
-    """Decode raw DFL predictions: each side's distance is the expectation of its bins (``bins``:
-    their values, ``0 .. reg_max - 1`` unless given), in strides from the cell centre.
+    """Decode raw predictions of one branch (``out.one2one`` is not looked at): each side's distance
+    is the expectation of its DFL bins (``bins``: their values, ``0 .. reg_max - 1`` unless given),
+    or with ``reg_max == 1`` the raw value itself, in strides from the cell centre.
 
     Computed in the output's dtype (pass ``out.float()`` for float32); the logits come back as
     transposed views of one concatenation per branch.
@@ -86,8 +87,11 @@ def decode_boxes(out: HeadOutput, bins: Tensor | None = None) -> DecodedBoxes:
     cls_logits = torch.cat([x.flatten(2) for x in out.cls], 2)  # [B, C, A]
     shapes = [tuple(x.shape[-2:]) for x in out.box]
     points, strides = grid_points(shapes, out.strides, box_logits.dtype, box_logits.device)
-    if bins is None:
-        bins = torch.arange(out.reg_max, dtype=box_logits.dtype, device=box_logits.device)
-    distances = expected_distances(box_logits, bins).transpose(1, 2)  # [B, A, 4]
+    if out.reg_max == 1:  # the distances themselves
+        distances = box_logits.transpose(1, 2)  # [B, A, 4]
+    else:
+        if bins is None:
+            bins = torch.arange(out.reg_max, dtype=box_logits.dtype, device=box_logits.device)
+        distances = expected_distances(box_logits, bins).transpose(1, 2)  # [B, A, 4]
     boxes = ltrb_to_xyxy(distances * strides, points)
     return DecodedBoxes(box_logits.transpose(1, 2), cls_logits.transpose(1, 2), points, strides, distances, boxes)

@@ -30,19 +30,31 @@ class LossGains:
 class HeadOutput:
     """Raw predictions of a detection head, one entry per pyramid level (fine to coarse).
 
-    ``box[i]``: ``[B, 4 * reg_max, H_i, W_i]`` DFL logits of the left, top, right, bottom distances
-    from each cell centre, in units of ``strides[i]``. ``cls[i]``: ``[B, num_classes, H_i, W_i]``
-    class logits (no sigmoid).
+    ``box[i]``: ``[B, 4 * reg_max, H_i, W_i]``; with ``reg_max > 1`` DFL logits of the left, top,
+    right, bottom distances from each cell centre (a distribution over ``reg_max`` bins per side),
+    with ``reg_max == 1`` those four distances themselves (no activation); in units of ``strides[i]``
+    either way. ``cls[i]``: ``[B, num_classes, H_i, W_i]`` class logits (no sigmoid).
+
+    ``one2one``: an end-to-end head's second, one-to-one branch (trained to give one prediction per
+    object, so its top-k needs no NMS), in the same layout; ``None`` for a head without one. In
+    training it was computed from detached features.
     """
 
     box: list[Tensor]
     cls: list[Tensor]
     strides: tuple[int, ...]
     reg_max: int
+    one2one: HeadOutput | None = None
 
     def float(self) -> HeadOutput:
         """The same predictions in float32 (autocast may have produced half precision)."""
-        return HeadOutput([t.float() for t in self.box], [t.float() for t in self.cls], self.strides, self.reg_max)
+        return HeadOutput(
+            [t.float() for t in self.box],
+            [t.float() for t in self.cls],
+            self.strides,
+            self.reg_max,
+            None if self.one2one is None else self.one2one.float(),
+        )
 
 
 @dataclass

@@ -72,3 +72,16 @@ def test_decode_boxes_by_hand_on_two_levels() -> None:
     assert d.cls_logits[0].tolist() == [[0, 0], [0, 0], [1, -1]]
     doubled = decode_boxes(out, bins=torch.arange(4.0) * 2)  # the bins' values are an argument
     assert doubled.distances[0, 0].tolist() == [2, 0, 4, 6]
+
+
+def test_decode_boxes_reg_max_1_takes_the_raw_distances() -> None:
+    """YOLO26's head (reg_max 1): the four box channels are the ltrb distances, no softmax, and may be
+    fractional or negative. A 1x2 map at stride 8 (centres (4, 4), (12, 4))."""
+    raw = torch.tensor([[0.5, -1.0], [1.0, 0.0], [2.0, 0.25], [3.0, 1.0]]).view(1, 4, 1, 2)  # [B, 4, H, W]
+    out = HeadOutput(box=[raw], cls=[torch.zeros(1, 3, 1, 2)], strides=(8,), reg_max=1)
+    d = decode_boxes(out)
+    assert d.distances[0].tolist() == [[0.5, 1.0, 2.0, 3.0], [-1.0, 0.0, 0.25, 1.0]]
+    assert d.boxes[0].tolist() == [[4 - 4, 4 - 8, 4 + 16, 4 + 24], [12 + 8, 4, 12 + 2, 4 + 8]]
+    assert out.one2one is None and out.float().one2one is None
+    pair = HeadOutput([raw.half()], [torch.zeros(1, 3, 1, 2)], (8,), 1, one2one=HeadOutput([raw.half()], [], (8,), 1))
+    assert pair.float().one2one is not None and pair.float().one2one.box[0].dtype == torch.float32
