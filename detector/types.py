@@ -14,6 +14,7 @@ class CSPVariant(str, Enum):
 
     yolov8 = "yolov8"
     yolo11 = "yolo11"
+    yolo26 = "yolo26"
 
 
 @dataclass(frozen=True)
@@ -35,9 +36,11 @@ class HeadOutput:
     with ``reg_max == 1`` those four distances themselves (no activation); in units of ``strides[i]``
     either way. ``cls[i]``: ``[B, num_classes, H_i, W_i]`` class logits (no sigmoid).
 
-    ``one2one``: an end-to-end head's second, one-to-one branch (trained to give one prediction per
-    object, so its top-k needs no NMS), in the same layout; ``None`` for a head without one. In
-    training it was computed from detached features.
+    ``branch``: which branch of the head these are: ``one2many`` (the usual one, followed by NMS)
+    or ``one2one`` (an end-to-end head's second branch, trained to give one prediction per object,
+    so its top-k needs no NMS; what an end-to-end head returns alone in evaluation). ``one2one``:
+    that second branch beside a ``one2many`` output, in the same layout (in training it was computed
+    from detached features); ``None`` when the head has no such branch or did not run it.
     """
 
     box: list[Tensor]
@@ -45,6 +48,7 @@ class HeadOutput:
     strides: tuple[int, ...]
     reg_max: int
     one2one: HeadOutput | None = None
+    branch: str = "one2many"
 
     def float(self) -> HeadOutput:
         """The same predictions in float32 (autocast may have produced half precision)."""
@@ -54,6 +58,7 @@ class HeadOutput:
             self.strides,
             self.reg_max,
             None if self.one2one is None else self.one2one.float(),
+            self.branch,
         )
 
 

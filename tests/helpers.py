@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parent.parent
-YOLO_MODELS = [f"{family}{scale}" for family in ("yolov8", "yolo11") for scale in "nsmlx"]
+YOLO_MODELS = [f"{family}{scale}" for family in ("yolov8", "yolo11", "yolo26") for scale in "nsmlx"]
 MODEL_CONFIGS = sorted(p.stem for p in (REPO / "configs" / "model").glob("*.yaml"))
 
 

@@ -65,12 +65,14 @@ class FPNConfig:
 
 
 @dataclass
-class DFLHeadConfig:
-    _target_: str = "detector.models.heads.DFLHead"
+class DetectHeadConfig:
+    _target_: str = "detector.models.heads.DetectHead"
     _partial_: bool = True
     num_classes: int = MISSING
-    reg_max: int = 16
+    reg_max: int = 16  # bins per box side (DFL); 1: the four distances directly (YOLO26)
     depthwise_cls: bool = False
+    end2end: bool = False  # add the one-to-one branch (NMS-free inference; YOLO26)
+    inference: str | None = None  # branch used to predict: one2one | one2many; null: one2one when end2end
 
 
 @dataclass
@@ -560,7 +562,7 @@ class AugmentOnlyConfig:
 SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/backbone": {"csp_darknet": CSPDarknetConfig, "torchvision": TorchvisionBackboneConfig},
     "schema/neck": {"pan": PANConfig, "fpn": FPNConfig},
-    "schema/head": {"dfl": DFLHeadConfig},
+    "schema/head": {"dfl": DetectHeadConfig, "detect": DetectHeadConfig},
     "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
     "schema/schedule": {"cosine": CosineScheduleConfig, "linear": LinearScheduleConfig},
     "schema/logger": {"csv": CSVLoggerConfig, "wandb": WandbLoggerConfig},

@@ -10,6 +10,7 @@ import contextlib
 import copy
 import io
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -129,14 +130,36 @@ def evaluate(
 ) -> EvalResult:
     """Run ``model`` (eval mode) over ``dataset`` (the letterboxed split of ``index``) and score it,
     in ``amp`` autocast when given (None: full precision). The model is put in eval mode and in the
-    device's preferred memory format (:func:`detector.device.memory_format`), in place."""
+    device's preferred memory format (:func:`detector.device.memory_format`), in place. An
+    end-to-end head is scored by the branch it predicts with (its ``inference``): the one-to-one
+    branch's top-k, or the one-to-many branch's NMS."""
+    branch = model.head.inference
+    return evaluate_branches(model, index, dataset, post, device, (branch,), batch, workers, amp)[branch]
+
+
+@torch.no_grad()
+def evaluate_branches(
+    model: nn.Module,
+    index: SplitIndex,
+    dataset: torch.utils.data.Dataset,
+    post: PostProcess,
+    device: torch.device,
+    branches: Sequence[str],
+    batch: int = 16,
+    workers: int = 4,
+    amp: torch.dtype | None = None,
+) -> dict[str, EvalResult]:
+    """:func:`evaluate` of each of the head's ``branches`` (``one2many``: ``post`` with NMS;
+    ``one2one``: its top-k, :attr:`PostProcess.end2end`), from one forward pass per batch.
+    Inference time is that of the pass that runs them all."""
     fmt = memory_format(device)
     model.eval().to(memory_format=fmt)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
     loader = build_loader(dataset, batch, shuffle=False, workers=workers, distributed=False)
-    timings = {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0}
-    detections: list[Detections] = []
-    predictions: list[dict[str, Any]] = []
+    posts = {b: post.for_branch(b) for b in branches}
+    timings = {b: {"preprocess": 0.0, "inference": 0.0, "postprocess": 0.0} for b in branches}
+    detections: dict[str, list[Detections]] = {b: [] for b in branches}
+    predictions: dict[str, list[dict[str, Any]]] = {b: [] for b in branches}
     images = 0
 
     def now() -> float:
@@ -148,23 +171,30 @@ def evaluate(
         t0 = now()
         x = batch_data.images.to(device, non_blocking=True).float().div_(255).contiguous(memory_format=fmt)
         t1 = now()
-        with autocast():
-            out = model(x)
-        boxes, scores = model.head.decode(out.float())
+        with autocast(), model.head.running(branches):
+            out = model(x).float()
         t2 = now()
-        dets = post(boxes, scores, batch_data.letterbox.to(device), batch_data.orig_sizes.to(device))
-        t3 = now()
-        timings["preprocess"] += t1 - t0
-        timings["inference"] += t2 - t1
-        timings["postprocess"] += t3 - t2
         images += len(batch_data)
-        for image_id, det in zip(batch_data.image_ids.tolist(), dets):
-            det = Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
-            detections.append(det)
-            predictions += detections_to_coco(image_id, det)
+        for b in branches:
+            t3 = now()
+            boxes, scores = model.head.decode(out, b)
+            t4 = now()
+            dets = posts[b](boxes, scores, batch_data.letterbox.to(device), batch_data.orig_sizes.to(device))
+            t5 = now()
+            timings[b]["preprocess"] += t1 - t0
+            timings[b]["inference"] += t2 - t1 + t4 - t3
+            timings[b]["postprocess"] += t5 - t4
+            for image_id, det in zip(batch_data.image_ids.tolist(), dets):
+                det = Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
+                detections[b].append(det)
+                predictions[b] += detections_to_coco(image_id, det)
     ground_truth = ground_truth_coco(index)
-    speed = {k: 1000.0 * v / max(images, 1) for k, v in timings.items()}
-    return EvalResult(coco_scores(ground_truth, predictions), speed, predictions, ground_truth, detections)
+    results = {}
+    for b in branches:
+        speed = {k: 1000.0 * v / max(images, 1) for k, v in timings[b].items()}
+        scores = coco_scores(ground_truth, predictions[b])
+        results[b] = EvalResult(scores, speed, predictions[b], ground_truth, detections[b])
+    return results
 
 
 def precision_recall(

@@ -32,7 +32,7 @@ class Predictor:
         amp: torch.dtype | None = None,
     ) -> None:
         """``amp``: autocast dtype of the PyTorch model's forward (None: full precision)."""
-        self.post = post
+        self.post = post.for_branch(model.head.inference) if isinstance(model, Detector) else post
         self.device = device
         self.amp = amp
         self.memory_format = memory_format(device)

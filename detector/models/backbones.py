@@ -1,6 +1,6 @@
 """Backbones: ``forward(x [B,3,H,W]) -> list[Tensor]`` fine to coarse, with ``out_channels`` and ``strides``.
 
-- :class:`CSPDarknet`: the YOLOv8 and YOLO11 backbones at any depth / width scale.
+- :class:`CSPDarknet`: the YOLOv8, YOLO11 and YOLO26 backbones at any depth / width scale.
 - :class:`TorchvisionBackbone`: any torchvision classification network, tapped at named nodes.
 """
 
@@ -19,7 +19,7 @@ from detector.types import CSPVariant
 
 
 class CSPDarknet(nn.Module):
-    """The YOLOv8 / YOLO11 backbone: a stride-2 stem and four stride-2 stages; outputs P3, P4, P5.
+    """The YOLOv8 / YOLO11 / YOLO26 backbone: a stride-2 stem and four stride-2 stages; outputs P3, P4, P5.
 
     Channel and repeat counts are the reference ones (for width = depth = 1) scaled by
     ``width`` / ``depth`` with the channel cap ``max_channels``. ``c3k`` switches the C3k2 blocks
@@ -59,6 +59,7 @@ class CSPDarknet(nn.Module):
                 stages.append(nn.Sequential(*layers))
                 c_prev = ch(c_block)
         else:
+            # YOLO11 and YOLO26 (which differ only in the SPPF)
             # (down conv, block, repeats, c3k, expansion); the reference forces c3k on the last two
             plan11 = [
                 (128, 256, 2, c3k, 0.25),
@@ -72,7 +73,11 @@ class CSPDarknet(nn.Module):
                     C3k2(ch(c_down), ch(c_block), n(repeats), c3k=use_c3k, expansion=e),
                 ]
                 if i == len(plan11) - 1:
-                    layers += [SPPF(ch(c_block), ch(c_block), 5), C2PSA(ch(c_block), ch(c_block), n(2))]
+                    if variant is CSPVariant.yolo26:  # projection without activation, and a residual
+                        sppf = SPPF(ch(c_block), ch(c_block), 5, n=3, shortcut=True, act=False)
+                    else:
+                        sppf = SPPF(ch(c_block), ch(c_block), 5)
+                    layers += [sppf, C2PSA(ch(c_block), ch(c_block), n(2))]
                 stages.append(nn.Sequential(*layers))
                 c_prev = ch(c_block)
         self.stages = nn.ModuleList(stages)  # strides 4, 8, 16, 32

@@ -1,4 +1,4 @@
-"""Building blocks of the YOLOv8 / YOLO11 families.
+"""Building blocks of the YOLOv8 / YOLO11 / YOLO26 families.
 
 Each block registers its sub-modules in the same order as the reference architecture, so that
 the state_dict of a model built from these blocks lines up tensor for tensor (in shape and
@@ -131,7 +131,8 @@ class C3k(nn.Module):
 
 
 class C3k2(C2f):
-    """The C2f layout of YOLO11 whose inner blocks are C3k (``c3k=True``) or plain bottlenecks."""
+    """The C2f layout of YOLO11 / YOLO26 whose inner blocks are C3k (``c3k=True``), plain bottlenecks,
+    or (``attn=True``, YOLO26's last neck block) a bottleneck followed by a :class:`PSABlock`."""
 
     def __init__(
         self,
@@ -141,29 +142,42 @@ class C3k2(C2f):
         c3k: bool = False,
         expansion: float = 0.5,
         shortcut: bool = True,
+        attn: bool = False,
     ) -> None:
-        if c3k:
-            inner: Callable[[int], nn.Module] = lambda c: C3k(c, c, 2, shortcut)  # noqa: E731
+        if attn:
+            inner: Callable[[int], nn.Module] = lambda c: nn.Sequential(  # noqa: E731
+                Bottleneck(c, c, shortcut, (3, 3), expansion=0.5), PSABlock(c, 0.5, num_heads=max(c // 64, 1))
+            )
+        elif c3k:
+            inner = lambda c: C3k(c, c, 2, shortcut)  # noqa: E731
         else:
             inner = lambda c: Bottleneck(c, c, shortcut, (3, 3), expansion=0.5)  # noqa: E731
         super().__init__(c_in, c_out, n, shortcut, expansion, inner)
 
 
 class SPPF(nn.Module):
-    """Spatial pyramid pooling, fast: three chained k x k max-pools, concatenated."""
+    """Spatial pyramid pooling, fast: ``n`` chained k x k max-pools of a 1x1 projection, concatenated
+    and projected back. YOLOv8 / YOLO11: ``n=3``, SiLU after the first projection, no residual;
+    YOLO26: the first projection without activation (``act=False``) and a residual (``shortcut``,
+    when the widths agree)."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 5) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, kernel: int = 5, n: int = 3, shortcut: bool = False, act: bool = True
+    ) -> None:
         super().__init__()
         hidden = c_in // 2
-        self.cv1 = ConvBNAct(c_in, hidden, 1)
-        self.cv2 = ConvBNAct(4 * hidden, c_out, 1)
+        self.n = n
+        self.cv1 = ConvBNAct(c_in, hidden, 1, act=act)
+        self.cv2 = ConvBNAct((n + 1) * hidden, c_out, 1)
         self.pool = nn.MaxPool2d(kernel, stride=1, padding=kernel // 2)
+        self.add = shortcut and c_in == c_out
 
     def forward(self, x: Tensor) -> Tensor:
         ys = [self.cv1(x)]
-        for _ in range(3):
+        for _ in range(self.n):
             ys.append(self.pool(ys[-1]))
-        return self.cv2(torch.cat(ys, 1))
+        y = self.cv2(torch.cat(ys, 1))
+        return x + y if self.add else y
 
 
 class Attention(nn.Module):

@@ -1,6 +1,6 @@
 """Necks: built from the backbone's ``in_channels`` and ``strides``; ``forward(list[Tensor]) -> list[Tensor]``.
 
-- :class:`PAN`: the YOLOv8 / YOLO11 path-aggregation neck (top-down, then bottom-up).
+- :class:`PAN`: the YOLOv8 / YOLO11 / YOLO26 path-aggregation neck (top-down, then bottom-up).
 - :class:`FPN`: a plain feature pyramid (lateral 1x1, top-down sum, 3x3 smoothing).
 """
 
@@ -24,7 +24,8 @@ def _check_levels(kind: str, in_channels: Sequence[int], strides: Sequence[int])
 
 
 class PAN(nn.Module):
-    """Path-aggregation neck of YOLOv8 (C2f blocks) and YOLO11 (C3k2 blocks).
+    """Path-aggregation neck of YOLOv8 (C2f blocks), YOLO11 (C3k2 blocks) and YOLO26 (C3k2 blocks with
+    C3k inner blocks at every scale, the last one a bottleneck and attention block).
 
     Inputs P3, P4, P5 (any widths); outputs at the same strides with widths 256, 512, 1024
     scaled by ``width`` and capped by ``max_channels``.
@@ -49,6 +50,10 @@ class PAN(nn.Module):
         def block(c_in: int, c_out: int, last: bool = False) -> nn.Module:
             if variant is CSPVariant.yolov8:
                 return C2f(c_in, c_out, scale_depth(3, depth), shortcut=False)
+            if variant is CSPVariant.yolo26:  # C3k everywhere; the last block one attention block
+                if last:
+                    return C3k2(c_in, c_out, 1, c3k=True, expansion=0.5, attn=True)
+                return C3k2(c_in, c_out, scale_depth(2, depth), c3k=True)
             return C3k2(c_in, c_out, scale_depth(2, depth), c3k=c3k or last)
 
         # registration order follows the reference layers 12, 15, 16, 18, 19, 21

@@ -210,6 +210,7 @@ def ours_step(
 ) -> Callable[[], Any]:
     """Our inference step: the fused model, decoding and :class:`PostProcess` (letterbox undone)."""
     fused = copy.deepcopy(model).fuse().to(x.device)
+    post = post.for_branch(model.head.inference)
 
     def step() -> Any:
         boxes, scores = fused.head.decode(fused(x))
