@@ -284,8 +284,8 @@ def train_step(
     clip: float = 10.0,
 ) -> Callable[[], None]:
     """One optimizer step as Ultralytics' trainer makes it: the batch to the device and images to
-    [0, 1] (its ``preprocess_batch``), the model's own loss (``v8DetectionLoss`` with its
-    hyper-parameters from ``get_cfg``) under autocast to ``dtype`` if given (its trainer's
+    [0, 1] (its ``preprocess_batch``), the model's own loss (``v8DetectionLoss``, or ``E2ELoss`` for an
+    end-to-end head, with its hyper-parameters from ``get_cfg``) under autocast to ``dtype`` if given (its trainer's
     ``amp``: fp16, or bf16 with ``amp="bf16"``), ``loss.sum()``, backward through a GradScaler
     (enabled for fp16), clipping at ``clip``, the optimizer step and its ``ModelEMA`` update. The
     optimizer is ``make_optimizer`` over our parameter groups (weights with decay, norms and biases

@@ -5,6 +5,11 @@ ground truth when it lies inside the box; among candidates, the ``topk`` points 
 alignment ``score ** alpha * CIoU ** beta`` become positives; a point positive for several ground
 truths keeps the one it overlaps most; the soft classification target of a positive is its
 alignment, rescaled per ground truth so that its best point gets that point's best CIoU.
+
+With ``topk2`` (the one-to-one branch of an end-to-end head: YOLO26 assigns with ``topk=7, topk2=1``),
+after the conflicts are resolved each ground truth keeps only its ``topk2`` best-aligned positives,
+so that with ``topk2=1`` an object has one positive point (or none: when every point it had went to
+another ground truth, or when its positives all align 0 and the ranking's tie picks another point).
 """
 
 from __future__ import annotations
@@ -37,11 +42,16 @@ class TaskAlignedAssigner(nn.Module):
         alpha: exponent of the predicted class probability in the alignment metric.
         beta: exponent of the CIoU in the alignment metric.
         eps: strict margin of the point-in-box test, and the guard of the normalisation.
+        topk2: positives each ground truth keeps after the conflicts between ground truths are
+            resolved (its best-aligned ones); ``None`` or ``topk``: no second selection.
     """
 
-    def __init__(self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9) -> None:
+    def __init__(
+        self, topk: int = 10, alpha: float = 0.5, beta: float = 6.0, eps: float = 1e-9, topk2: int | None = None
+    ) -> None:
         super().__init__()
         self.topk = topk
+        self.topk2 = topk2 if topk2 is not None else topk
         self.alpha = alpha
         self.beta = beta
         self.eps = eps
@@ -67,8 +77,10 @@ class TaskAlignedAssigner(nn.Module):
         candidates = self._points_in_boxes(points, _enlarge_small_boxes(gt_boxes, min_box_size))
         candidates &= gt_mask[..., None]  # [B, G, A]
         overlaps, alignment = self._alignment(pred_scores, pred_boxes, gt_classes, gt_boxes, candidates)
-        positive = self._select_topk(alignment) & candidates  # [B, G, A]
+        positive = self._select_topk(alignment, self.topk) & candidates  # [B, G, A]
         positive = self._keep_highest_overlap(positive, overlaps)
+        if self.topk2 != self.topk:  # after the conflicts: a point lost to another ground truth is not ranked
+            positive &= self._select_topk(alignment * positive, self.topk2)
 
         foreground = positive.any(1)  # [B, A]
         target_gt_index = positive.to(torch.uint8).argmax(1)  # [B, A]; 0 for background
@@ -104,9 +116,10 @@ class TaskAlignedAssigner(nn.Module):
         alignment[b, g, a] = score.pow(self.alpha) * ciou.pow(self.beta)
         return overlaps, alignment
 
-    def _select_topk(self, alignment: Tensor) -> Tensor:  # [B, G, A] -> [B, G, A] bool
-        """The ``topk`` points of largest alignment per ground truth (ties as ``torch.topk`` breaks them)."""
-        k = min(self.topk, alignment.shape[-1])
+    @staticmethod
+    def _select_topk(alignment: Tensor, k: int) -> Tensor:  # [B, G, A] -> [B, G, A] bool
+        """The ``k`` points of largest alignment per ground truth (ties as ``torch.topk`` breaks them)."""
+        k = min(k, alignment.shape[-1])
         index = alignment.topk(k, dim=-1).indices  # [B, G, k]
         return torch.zeros_like(alignment, dtype=torch.bool).scatter_(-1, index, True)
 

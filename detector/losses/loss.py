@@ -1,4 +1,5 @@
-"""Detection loss of YOLOv8 / YOLO11: BCE classification + CIoU box + distribution focal loss.
+"""Detection loss of YOLOv8 / YOLO11 / YOLO26: BCE classification + CIoU box + distribution focal
+loss (DFL), or with ``reg_max == 1`` an L1 loss of the distances instead of the DFL.
 
 Numerically the loss of Ultralytics 8.x (``v8DetectionLoss``), written independently:
 
@@ -6,13 +7,20 @@ Numerically the loss of Ultralytics 8.x (``v8DetectionLoss``), written independe
 - ``cls`` = BCE-with-logits against the soft targets, summed, / ``max(sum(target_scores), 1)``;
 - ``box`` = ``sum((1 - CIoU) * w) / max(sum(target_scores), 1)`` over foreground points, where ``w``
   is the point's target-score sum and boxes are in stride units;
-- ``dfl`` = distribution focal loss of the ltrb distances (stride units, clamped to
-  ``reg_max - 1 - 0.01``), mean over the four sides, weighted and normalised as ``box``;
-- each multiplied by its gain; the returned total is ``(box + cls + dfl) * batch_size``.
+- ``dfl`` (``reg_max > 1``) = distribution focal loss of the ltrb distances (stride units, clamped
+  to ``reg_max - 1 - 0.01``), mean over the four sides, weighted and normalised as ``box``;
+- ``l1`` (``reg_max == 1``, YOLO26) = ``|predicted - target|`` of the ltrb distances in pixels (the
+  target not clamped), the left and right ones divided by the input width and the top and bottom
+  ones by its height, mean over the four sides, weighted and normalised as ``box``; it takes the
+  ``dfl`` gain, as in Ultralytics;
+- each multiplied by its gain; the returned total is ``(box + cls + dfl|l1) * batch_size``.
 
 The ``* batch_size`` is Ultralytics' convention: the components are per-image averages of sorts,
 and the optimiser settings (lr, weight decay scaled by batch size) were tuned for their sum over the
 batch. Keep it if you reuse those hyper-parameters.
+
+An end-to-end head's two branches are trained by :class:`detector.losses.EndToEndLoss`, two of these
+losses; :func:`detector.losses.build_loss` picks the criterion for a head.
 """
 
 from __future__ import annotations
@@ -28,12 +36,14 @@ from detector.types import HeadOutput, LossGains, Targets
 
 
 class DetectionLoss:
-    """Loss of a :class:`detector.models.heads.DFLHead` output against a batch's :class:`Targets`.
+    """Loss of one branch of a head's output (``HeadOutput.one2one`` is not looked at) against a
+    batch's :class:`Targets`.
 
     Args:
         num_classes: classes of the head.
-        reg_max: DFL bins per side (the head's ``reg_max``).
-        box, cls, dfl: gains of the three components.
+        reg_max: DFL bins per side (the head's ``reg_max``); 1: the head predicts the distances
+            themselves, and an L1 loss (component ``l1``) replaces the DFL (component ``dfl``).
+        box, cls, dfl: gains of the three components (``dfl`` weights ``l1`` when ``reg_max == 1``).
         assigner: defaults to ``TaskAlignedAssigner(topk=10, alpha=0.5, beta=6.0)``.
     """
 
@@ -48,12 +58,14 @@ class DetectionLoss:
     ) -> None:
         self.num_classes = num_classes
         self.reg_max = reg_max
-        self.gains = {"box": box, "cls": cls, "dfl": dfl}
+        self.distance_term = "l1" if reg_max == 1 else "dfl"  # the name of the third component
+        self.gains = {"box": box, "cls": cls, self.distance_term: dfl}
         self.assigner = assigner if assigner is not None else TaskAlignedAssigner(topk=10, alpha=0.5, beta=6.0)
 
     def __call__(self, out: HeadOutput, targets: Targets, batch_size: int) -> tuple[Tensor, dict[str, Tensor]]:
         """Total loss to backpropagate (``sum of components * batch_size``) and the detached, gain-scaled
-        components ``{"box", "cls", "dfl"}`` (not multiplied by ``batch_size``)."""
+        components ``{"box", "cls", "dfl"}`` (``"l1"`` instead of ``"dfl"`` when ``reg_max == 1``), not
+        multiplied by ``batch_size``."""
         self._check(out, batch_size)
         decoded = decode_boxes(out.float())  # computed in float32
         box_logits, cls_logits = decoded.box_logits, decoded.cls_logits  # [B, A, 4 * reg_max], [B, A, C]
@@ -79,20 +91,22 @@ class DetectionLoss:
         target_boxes = assigned.target_boxes / strides  # [B, A, 4] xyxy, stride units
         point_anchors = anchors.expand_as(pred_boxes[..., :2])  # [B, A, 2]
 
+        box_targets = target_boxes[fg]  # [N, 4] xyxy, stride units
+        fg_anchors, fg_strides = point_anchors[fg], strides[:, 0].expand_as(fg)[fg][:, None]  # [N, 2], [N, 1]
+        if self.reg_max == 1:
+            input_size = _input_size(out, box_logits)  # [4] width, height, width, height
+            distance = l1_distance_loss(decoded.distances[fg], box_targets, fg_anchors, fg_strides, input_size)
+        else:
+            distance = distribution_focal_loss(
+                box_logits[fg].view(-1, 4, self.reg_max), xyxy_to_ltrb(box_targets, fg_anchors)
+            )
         components = {
-            "box": (complete_box_iou_loss(pred_boxes[fg], target_boxes[fg]) * weight).sum() / normaliser,
+            "box": (complete_box_iou_loss(pred_boxes[fg], box_targets) * weight).sum() / normaliser,
             "cls": F.binary_cross_entropy_with_logits(cls_logits, target_scores, reduction="sum") / normaliser,
-            "dfl": (
-                distribution_focal_loss(
-                    box_logits[fg].view(-1, 4, self.reg_max),
-                    xyxy_to_ltrb(target_boxes[fg], point_anchors[fg]),
-                )
-                * weight
-            ).sum()
-            / normaliser,
+            self.distance_term: (distance * weight).sum() / normaliser,
         }
         components = {name: value * self.gains[name] for name, value in components.items()}
-        total = (components["box"] + components["cls"] + components["dfl"]) * batch_size
+        total = sum(components.values()) * batch_size
         return total, {name: value.detach() for name, value in components.items()}
 
     def _check(self, out: HeadOutput, batch_size: int) -> None:
@@ -117,6 +131,28 @@ def distribution_focal_loss(logits: Tensor, target: Tensor) -> Tensor:  # [N, 4,
     nll_left = -log_probs.gather(-1, left[..., None])[..., 0]
     nll_right = -log_probs.gather(-1, (left + 1)[..., None])[..., 0]
     return (nll_left * weight_left + nll_right * (1 - weight_left)).mean(-1)
+
+
+def l1_distance_loss(
+    distances: Tensor,  # [N, 4] predicted ltrb, in strides
+    target_boxes: Tensor,  # [N, 4] xyxy, in strides
+    anchors: Tensor,  # [N, 2] cell centres, in strides
+    strides: Tensor,  # [N, 1]
+    input_size: Tensor,  # [4] width, height, width, height of the input, pixels
+) -> Tensor:  # [N]
+    """Mean over the four sides of ``|predicted - target|`` ltrb distance, each side in pixels as a
+    fraction of the input's width (left, right) or height (top, bottom). The target is not clamped
+    (a point may lie outside its box when small boxes were enlarged for the assignment)."""
+    scale = strides / input_size  # [N, 4]
+    target = xyxy_to_ltrb(target_boxes, anchors)
+    return (distances * scale - target * scale).abs().mean(-1)
+
+
+def _input_size(out: HeadOutput, like: Tensor) -> Tensor:  # -> [4] width, height, width, height
+    """The input size as Ultralytics' loss infers it: the first level's grid times its stride."""
+    h, w = out.box[0].shape[-2:]
+    s = out.strides[0]
+    return torch.tensor([w * s, h * s, w * s, h * s], dtype=like.dtype, device=like.device)
 
 
 def pad_targets(targets: Targets, batch_size: int) -> tuple[Tensor, Tensor, Tensor]:

@@ -28,7 +28,7 @@ from detector.data.loader import build_loader
 from detector.device import autocast_dtype, memory_format, select_device
 from detector.errors import ConfigError
 from detector.interop.weights import load_weights
-from detector.losses import DetectionLoss
+from detector.losses import build_loss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
@@ -165,7 +165,7 @@ def step_parts(
     amp_dtype = autocast_dtype(device, options.amp, "train.amp")
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
     ema = ModelEMA(model, options.ema_decay, options.ema_tau)
-    criterion = DetectionLoss(model.num_classes, model.head.reg_max, box=options.box, cls=options.cls, dfl=options.dfl)
+    criterion = build_loss(model.head, box=options.box, cls=options.cls, dfl=options.dfl)
     return StepParts(
         model, optimizer, ema, criterion, scaler, device, amp_dtype, memory_format(device), None, process.world_size
     )

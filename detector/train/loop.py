@@ -68,11 +68,14 @@ def train_epochs(loop: Loop, state: LoopState) -> str:
 
 
 def run_epoch(loop: Loop, state: LoopState, progress: EpochProgress, interrupt: Interrupt) -> bool:
-    """Train on the rest of ``state.epoch``'s batches. False when an interrupt stopped it at an
-    optimizer-step boundary (``state`` then holds the position to resume from)."""
+    """Train on the rest of ``state.epoch``'s batches; a criterion with ``set_epoch(epoch, epochs)``
+    hears of the epoch first. False when an interrupt stopped it at an optimizer-step boundary
+    (``state`` then holds the position to resume from)."""
     parts, settings, loader = loop.parts, loop.settings, loop.loader
     if state.iteration == 0:  # a run resumed mid-epoch is already positioned
         set_epoch(loader, state.epoch)
+    if hasattr(parts.criterion, "set_epoch"):  # e.g. EndToEndLoss, which weights its branches by the epoch
+        parts.criterion.set_epoch(state.epoch, settings.epochs)  # every time: a resumed run's criterion is new
     parts.model.train()
     batches = len(loader) + state.iteration  # a resumed epoch's loader holds only what is left
     warmup = loop.schedule.warmup_iterations(batches)

@@ -12,10 +12,11 @@ from detector.train.state import LoopState
 
 
 def batch_info(state: LoopState, lr: float, instances: int, world_size: int = 1) -> str:
-    """Running loss means of the epoch, the first group's lr, the batch's instances, images/s over all processes."""
-    means = " ".join(f"{k} {state.sums.get(k, 0.0) / max(state.images, 1):.3f}" for k in ("box", "cls", "dfl"))
+    """Running loss means of the epoch (the criterion's parts, in its order), the first group's lr, the
+    batch's instances, images/s over all processes."""
+    means = "".join(f"{k} {v / max(state.images, 1):.3f} " for k, v in state.sums.items())
     rate = state.images / max(state.seconds, 1e-9)
-    return f"{means} lr {lr:.2e} inst {instances} {rate * world_size:.1f} img/s"
+    return f"{means}lr {lr:.2e} inst {instances} {rate * world_size:.1f} img/s"
 
 
 class EpochProgress:

@@ -13,7 +13,8 @@ from detector.train.ema import ModelEMA
 from detector.train.state import LoopState
 from detector.types import HeadOutput, Targets
 
-# (raw head output in float32, targets, batch size) -> (loss, its parts by name)
+# (raw head output in float32, targets, batch size) -> (loss, its parts by name). A criterion may also
+# have ``set_epoch(epoch, epochs)``: the loop calls it before each epoch's batches (resumed ones too).
 Criterion = Callable[[HeadOutput, Targets, int], tuple[Tensor, dict[str, Tensor]]]
 
 

@@ -98,3 +98,5 @@ def test_batch_info() -> None:
     info = batch_info(state, lr=0.00125, instances=7, world_size=2)
     assert info == "box 1.000 cls 0.500 dfl 0.250 lr 1.25e-03 inst 7 3.0 img/s"
     assert math.isfinite(float(batch_info(LoopState(), 0.01, 0).split()[-2]))  # no images yet
+    reg_max_1 = LoopState(sums={"box": 3.0, "cls": 1.5, "l1": 0.75}, images=3, seconds=2.0)  # the criterion's names
+    assert batch_info(reg_max_1, 0.00125, 7).startswith("box 1.000 cls 0.500 l1 0.250 lr")

@@ -195,9 +195,9 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, m
 
     class Exploding:
         def __init__(self, *args, **kwargs):
-            from detector.losses import DetectionLoss
+            from detector.losses import build_loss
 
-            self.inner = DetectionLoss(*args, **kwargs)
+            self.inner = build_loss(*args, **kwargs)
             self.calls = 0
 
         def __call__(self, out, targets, batch_size):
@@ -205,7 +205,7 @@ def test_non_finite_losses_stop_the_run_and_keep_the_last_checkpoint(tmp_path, m
             loss, items = self.inner(out, targets, batch_size)
             return (loss * float("nan"), items) if self.calls > 2 else (loss, items)
 
-    monkeypatch.setattr(entry, "DetectionLoss", Exploding)
+    monkeypatch.setattr(entry, "build_loss", Exploding)
     cfg = compose(
         "train",
         [

@@ -16,7 +16,7 @@ from detector.data.index import SplitIndex
 from detector.data.loader import collate
 from detector.device import autocast_dtype, memory_format
 from detector.interop import ultralytics as ul
-from detector.losses import DetectionLoss
+from detector.losses import build_loss
 from detector.models import Detector
 from detector.tools.benchmark.figure import Figure, device_label
 from detector.tools.benchmark.weights import Reference
@@ -50,9 +50,9 @@ def our_train_step(
     clip: float = 10.0,
 ) -> Callable[[], None]:
     """One optimizer step of our training loop: :func:`detector.train.step.train_step` itself on the
-    fixed batch (images to the device and to [0, 1], forward with autocast to ``dtype`` if given,
-    :class:`DetectionLoss`, backward, gradient clipping, the optimizer step of our parameter groups
-    and the EMA update), with a step after every batch."""
+    fixed batch (images to the device and to [0, 1], forward with autocast to ``dtype`` if given, the
+    head's loss from :func:`detector.losses.build_loss`, backward, gradient clipping, the optimizer
+    step of our parameter groups and the EMA update), with a step after every batch."""
     fmt = memory_format(device)
     model = model.to(device, memory_format=fmt).train()
     batch = images.shape[0]
@@ -60,7 +60,7 @@ def our_train_step(
         model=model,
         optimizer=build_optimizer(model, make_optimizer, weight_decay, batch, nbs=batch),  # one batch per step
         ema=ModelEMA(model),
-        criterion=DetectionLoss(model.head.num_classes, model.head.reg_max, **gains),
+        criterion=build_loss(model.head, **gains),
         scaler=torch.amp.GradScaler(device.type, enabled=dtype == torch.float16),
         device=device,
         amp_dtype=dtype,
