@@ -17,6 +17,14 @@ class CSPVariant(str, Enum):
     yolo26 = "yolo26"
 
 
+class Branch(str, Enum):
+    """A detection head's branches: ``one2many`` (every head; its predictions go through NMS) and
+    ``one2one`` (an end-to-end head's second branch: one prediction per object, top-k, no NMS)."""
+
+    one2many = "one2many"
+    one2one = "one2one"
+
+
 @dataclass(frozen=True)
 class LossGains:
     """Gains of the loss components (Ultralytics' defaults): the one home of these numbers, which

@@ -81,3 +81,21 @@ def write_ultralytics_checkpoint(
     if stripped:
         strip_optimizer(path)
     return Path(path)
+
+
+def assert_same_detections(got: torch.Tensor, expected: torch.Tensor) -> None:
+    """End-to-end detections ``[B, k, 6]`` equal (boxes 1e-3 px, scores 1e-5, same classes) up to the
+    order of near-equal scores: a fused model or another runtime moves scores by float rounding, which
+    may swap rows whose scores differ by less than that."""
+    torch.testing.assert_close(got[..., 4], expected[..., 4], atol=1e-5, rtol=0)  # the scores, in order
+    for mine, theirs in zip(got, expected):
+        match = (  # [k, k]: our row i and their row j are the same detection
+            (mine[:, None, 5] == theirs[None, :, 5])
+            & ((mine[:, None, 4] - theirs[None, :, 4]).abs() <= 1e-5)
+            & ((mine[:, None, :4] - theirs[None, :, :4]).abs().amax(-1) <= 1e-3)
+        )
+        free = torch.ones(len(theirs), dtype=torch.bool)
+        for i, row in enumerate(match):
+            candidates = (row & free).nonzero()
+            assert len(candidates), f"no Ultralytics detection matches {mine[i].tolist()}"
+            free[candidates[0, 0]] = False

@@ -20,7 +20,7 @@ from typing import Any, Optional
 
 from omegaconf import MISSING
 
-from detector.types import CSPVariant, LossGains
+from detector.types import Branch, CSPVariant, LossGains
 
 # --------------------------------------------------------------------------- model components
 
@@ -72,7 +72,7 @@ class DetectHeadConfig:
     reg_max: int = 16  # bins per box side (DFL); 1: the four distances directly (YOLO26)
     depthwise_cls: bool = False
     end2end: bool = False  # add the one-to-one branch (NMS-free inference; YOLO26)
-    inference: str | None = None  # branch used to predict: one2one | one2many; null: one2one when end2end
+    inference: Branch | None = None  # branch used to predict: one2one | one2many; null: one2one when end2end
 
 
 @dataclass
@@ -279,6 +279,8 @@ class PostProcessConfig:
     conf: float = 0.001  # minimum class score of a detection
     iou: float = 0.7  # NMS IoU threshold
     max_det: int = 300  # detections kept per image
+    # end-to-end models (YOLO26): one2one (top-k, no NMS) or one2many (NMS); null: the model's own choice
+    branch: Branch | None = None
 
 
 @dataclass
@@ -366,6 +368,10 @@ class ExportConfig(RunConfig):
     format: ExportFormat = ExportFormat.onnx
     dynamic: bool = False  # a dynamic batch axis
     opset: int = 17
+    # end-to-end models (YOLO26): one2one exports the top-k (detections [B, max_det, 6], no NMS),
+    # one2many boxes and scores for NMS; null: the model's own choice
+    branch: Branch | None = None
+    max_det: int = 300  # rows of an end-to-end export
 
 
 class BenchmarkPart(str, Enum):

@@ -12,6 +12,7 @@ from torch import Tensor
 from torchvision.ops import batched_nms
 
 from detector.letterbox import undo_letterbox
+from detector.models.heads import top_k
 from detector.types import Detections
 
 
@@ -37,14 +38,27 @@ class PostProcess:
         orig_sizes: Tensor | None = None,  # [B, 2] height, width
     ) -> list[Detections]:
         if self.end2end:
-            selected = top_k(boxes, scores, self.max_det, self.agnostic)  # [B, k, 6]
+            return self.rows(top_k(boxes, scores, self.max_det, self.agnostic), letterbox, orig_sizes)
         out = []
         for b in range(boxes.shape[0]):
-            det = self.selected(selected[b]) if self.end2end else self.single(boxes[b], scores[b])
-            if letterbox is not None:
-                det.boxes = undo_letterbox(det.boxes, letterbox[b], None if orig_sizes is None else orig_sizes[b])
-            out.append(det)
+            out.append(self._undo(self.single(boxes[b], scores[b]), b, letterbox, orig_sizes))
         return out
+
+    def rows(
+        self,
+        rows: Tensor,  # [B, k, 6] x1, y1, x2, y2, score, class (network-input pixels), sorted by score
+        letterbox: Tensor | None = None,
+        orig_sizes: Tensor | None = None,
+    ) -> list[Detections]:
+        """End-to-end detections (:func:`detector.models.heads.top_k`, also what an end-to-end export
+        outputs): each image's rows above ``conf``, at most ``max_det``, letterbox undone."""
+        return [self._undo(self.selected(rows[b]), b, letterbox, orig_sizes) for b in range(rows.shape[0])]
+
+    @staticmethod
+    def _undo(det: Detections, b: int, letterbox: Tensor | None, orig_sizes: Tensor | None) -> Detections:
+        if letterbox is not None:
+            det.boxes = undo_letterbox(det.boxes, letterbox[b], None if orig_sizes is None else orig_sizes[b])
+        return det
 
     def for_branch(self, branch: str) -> PostProcess:
         """These settings for a head branch's predictions: ``one2one`` (an end-to-end head) takes
@@ -72,25 +86,3 @@ class PostProcess:
         groups = torch.zeros_like(cls) if self.agnostic else cls
         keep = batched_nms(candidates, score.float(), groups, self.iou)[: self.max_det]  # sorted by score
         return Detections(candidates[keep], score[keep], cls[keep].long())
-
-
-def top_k(boxes: Tensor, scores: Tensor, max_det: int, agnostic: bool = False) -> Tensor:
-    """End-to-end selection (no NMS): ``[B, k, 6]`` rows ``x1, y1, x2, y2, score, class`` sorted by
-    score, ``k = min(max_det, A)``, from ``boxes [B, A, 4]`` and ``scores [B, A, C]``.
-
-    The ``k`` locations of highest best-class score, then the ``k`` highest of their (location, class)
-    scores: a location may appear once per class. ``agnostic``: each location's best class only. As
-    Ultralytics' one-to-one path; traceable, so an exported graph can end with it."""
-    k = min(max_det, scores.shape[1])
-    best, best_class = scores.max(-1)  # [B, A]
-    if agnostic:
-        score, index = best.topk(k, dim=-1)  # [B, k]
-        cls = best_class.gather(1, index)
-    else:
-        anchors = best.topk(k, dim=-1).indices  # [B, k]
-        candidates = scores.gather(1, anchors[..., None].expand(-1, -1, scores.shape[-1]))  # [B, k, C]
-        score, flat = candidates.flatten(1).topk(k, dim=-1)  # [B, k] over the k * C pairs
-        cls = flat % scores.shape[-1]
-        index = anchors.gather(1, flat // scores.shape[-1])
-    picked = boxes.gather(1, index[..., None].expand(-1, -1, 4))  # [B, k, 4]
-    return torch.cat((picked, score[..., None], cls[..., None].to(score.dtype)), -1)

@@ -50,7 +50,13 @@ class Predictor:
         boxed, params = letterbox(image, self.imgsz)
         x = torch.from_numpy(boxed).permute(2, 0, 1)[None].to(self.device).float().div_(255)
         if not self.torch_model:
-            boxes, scores = self.model(x)
+            out = self.model(x)
+            if getattr(self.model, "end2end", False):  # an end-to-end export: top-k rows [B, k, 6]
+                det = self.post.rows(
+                    out.to(self.device), torch.from_numpy(params)[None].to(self.device), torch.tensor([[h, w]])
+                )[0]
+                return Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
+            boxes, scores = out
         else:
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 boxes, scores = self.model(x.contiguous(memory_format=self.memory_format))

@@ -30,6 +30,7 @@ class EvalSettings:
     iou: float = 0.7
     max_det: int = 300
     agnostic: bool = False
+    branch: str = "one2many"  # the head branch scored (one2one: an end-to-end head's top-k, no NMS)
 
 
 def check_names(model_names: list[str], data_names: list[str], checkpoint: str) -> None:
@@ -59,10 +60,17 @@ def results_table(result: EvalResult, index: SplitIndex) -> Table:
 
 
 def write_outputs(
-    run_dir: Path, result: EvalResult, index: SplitIndex, settings: EvalSettings, plots: bool = True
+    run_dir: Path,
+    result: EvalResult,
+    index: SplitIndex,
+    settings: EvalSettings,
+    plots: bool = True,
+    others: dict[str, EvalResult] | None = None,
 ) -> None:
     """``metrics.json``, ``predictions.json``, ``ground_truth.json`` and, with ``plots``, the PR curves,
-    the confusion matrix and ``<split>_predictions.png`` (the first 16 images, truth and detections)."""
+    the confusion matrix and ``<split>_predictions.png`` (the first 16 images, truth and detections).
+    ``others``: the other branches of an end-to-end head, by name, whose metrics ``metrics.json``
+    also holds (under ``branches``, beside the main one's)."""
     metrics = {
         **result.scores.metrics,
         "per_class_AP50-95": result.scores.per_class,
@@ -71,6 +79,11 @@ def write_outputs(
         "images": len(index),
         "instances": index.instances,
     }
+    if others:
+        metrics["branches"] = {
+            name: {**r.scores.metrics, "speed_ms_per_image": r.speed}
+            for name, r in {settings.branch: result, **others}.items()
+        }
     write_text_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=2))
     write_text_atomic(run_dir / "predictions.json", json.dumps(result.predictions))
     write_text_atomic(run_dir / "ground_truth.json", json.dumps(result.ground_truth))

@@ -1,4 +1,4 @@
-"""Ultralytics detection checkpoints (YOLOv8, YOLO11) read safely and placed exactly on our models.
+"""Ultralytics detection checkpoints (YOLOv8, YOLO11, YOLO26) read safely and placed exactly on our models.
 
 Nothing here imports ``ultralytics`` or runs its code: a checkpoint is unpickled by
 :mod:`detector.interop.safe_load`, which admits only data, ``torch.nn`` modules and inert stand-ins
@@ -21,9 +21,15 @@ from detector.models.zoo import instantiate_model
 
 # Layer classes of the detection models we have equivalents for, and the family each one marks.
 _LAYERS = {"Conv", "C2f", "C3k2", "SPPF", "C2PSA", "Upsample", "Concat", "Detect"}
-_FAMILY_MARKS = {"C3k2": "yolo11", "C2f": "yolov8"}
-# Scale by the stem's output channels (64 x width): the same in both families.
-_SCALE_BY_STEM = {16: "n", 32: "s", 48: "m", 64: "l", 80: "x"}
+_FAMILY_MARKS = {"C3k2": "yolo11", "C2f": "yolov8"}  # YOLO26: C3k2 and a head without DFL (reg_max 1)
+SCALES = ("n", "s", "m", "l", "x")
+# Scale by the stem's output channels (64 x width), for a yaml that does not name it; YOLO11 and
+# YOLO26 give m and l the same stem, so only the yaml can tell those apart.
+_SCALE_BY_STEM = {
+    "yolov8": {16: "n", 32: "s", 48: "m", 64: "l", 80: "x"},
+    "yolo11": {16: "n", 32: "s", 96: "x"},
+    "yolo26": {16: "n", 32: "s", 96: "x"},
+}
 
 
 @dataclass
@@ -33,7 +39,7 @@ class UltralyticsCheckpoint:
     path: Path
     state_dict: dict[str, torch.Tensor]  # Ultralytics' names (model.0.conv.weight ...), float32
     names: list[str]
-    family: str  # "yolov8" | "yolo11"
+    family: str  # "yolov8" | "yolo11" | "yolo26"
     scale: str  # "n" | "s" | "m" | "l" | "x"
     yaml: dict[str, Any]  # the model's Ultralytics yaml, as the model carried it
     train_args: dict[str, Any] = field(default_factory=dict)
@@ -63,8 +69,9 @@ def _class_name(module: nn.Module) -> str:
 
 
 def read(path: str | Path) -> UltralyticsCheckpoint:
-    """Read an Ultralytics YOLOv8 / YOLO11 detection checkpoint (any scale, any class count, with or
-    without optimizer state) through the restricted unpickler; :class:`ConfigError` for anything else."""
+    """Read an Ultralytics YOLOv8 / YOLO11 / YOLO26 detection checkpoint (any scale, any class count,
+    with or without optimizer state, fp16 or fp32) through the restricted unpickler; :class:`ConfigError`
+    for anything else (other tasks, other architectures, P2 / P6 variants)."""
     path = Path(path).expanduser()
     ckpt = safe_load(path, foreign=("ultralytics.",))
     model = (ckpt.get("ema") or ckpt.get("model")) if isinstance(ckpt, dict) else None
@@ -72,7 +79,7 @@ def read(path: str | Path) -> UltralyticsCheckpoint:
         raise ConfigError(f"{path}: holds no Ultralytics model (no 'model' or 'ema' entry)")
     if _class_name(model) != "DetectionModel":
         raise ConfigError(
-            f"{path}: an Ultralytics {_class_name(model)}; only detection models (YOLOv8, YOLO11) can be imported"
+            f"{path}: an Ultralytics {_class_name(model)}; only detection models (YOLOv8, YOLO11, YOLO26) can be imported"
         )
     layers = getattr(model, "_modules", {}).get("model")
     if layers is None:
@@ -83,24 +90,32 @@ def read(path: str | Path) -> UltralyticsCheckpoint:
         if kind not in _LAYERS:
             raise ConfigError(
                 f"{path}: cannot place module model.{index} ({kind}): there is no equivalent of it in our "
-                "YOLOv8 / YOLO11 detection models"
+                "YOLOv8 / YOLO11 / YOLO26 detection models"
             )
         family = family or _FAMILY_MARKS.get(kind)
     if family is None:
         raise ConfigError(
             f"{path}: neither C2f (YOLOv8) nor C3k2 (YOLO11) layers: an architecture we have no config for"
         )
+    detect = layers[-1]
+    levels = int(getattr(detect, "nl", 3))
+    if levels != 3:
+        raise ConfigError(
+            f"{path}: a detection head on {levels} levels (a P2 / P6 variant); our YOLO models detect on P3-P5"
+        )
+    if family == "yolo11" and int(getattr(detect, "reg_max", 16)) == 1:
+        family = "yolo26"  # C3k2 blocks and direct box distances
     state = {k: v.float() if v.is_floating_point() else v for k, v in model.state_dict().items()}
     stem = state.get("model.0.conv.weight")
     yaml = dict(getattr(model, "yaml", None) or {})
-    # The scale letter (which also decides YOLO11's C3k blocks) from the yaml, else from the stem width.
-    scale = yaml.get("scale") or (_SCALE_BY_STEM.get(int(stem.shape[0])) if stem is not None else None)
-    if scale not in _SCALE_BY_STEM.values():
+    # The scale letter (which also decides C3k blocks) from the yaml, else from the stem width.
+    by_stem = _SCALE_BY_STEM[family].get(int(stem.shape[0])) if stem is not None else None
+    scale = yaml.get("scale") or by_stem
+    if scale not in SCALES:
         raise ConfigError(
             f"{path}: cannot tell the model's scale (yaml scale {yaml.get('scale')!r}, stem width "
             f"{None if stem is None else stem.shape[0]}): not one of {family}n/s/m/l/x"
         )
-    detect = layers[-1]
     num_classes = int(getattr(detect, "nc", yaml.get("nc", 0)))
     names = _names(getattr(model, "names", None), num_classes, path)
     train_args = ckpt.get("train_args") if isinstance(ckpt.get("train_args"), dict) else {}
@@ -167,7 +182,7 @@ def copy_by_position(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def load(path: str | Path) -> Detector:
-    """Import an Ultralytics YOLOv8 / YOLO11 detection checkpoint exactly: our equivalent model
+    """Import an Ultralytics YOLOv8 / YOLO11 / YOLO26 detection checkpoint exactly: our equivalent model
     (``configs/model/<family><scale>.yaml`` with its class count) with every tensor mapped onto it,
     in eval mode, class names in ``model.names``. Safe: nothing in the file runs."""
     return to_detector(read(path))

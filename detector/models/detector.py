@@ -7,6 +7,7 @@ from typing import Any
 
 from torch import Tensor, nn
 
+from detector.models.heads import top_k
 from detector.types import HeadOutput
 
 
@@ -59,7 +60,8 @@ def build_detector(
 
 
 class Decoded(nn.Module):
-    """A detector whose forward returns decoded ``(boxes, scores)``, for export and prediction."""
+    """A detector whose forward returns decoded ``(boxes, scores)`` of its head's inference branch,
+    for export and prediction."""
 
     def __init__(self, model: Detector) -> None:
         super().__init__()
@@ -67,3 +69,19 @@ class Decoded(nn.Module):
 
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         return self.model.head.decode(self.model(images))
+
+
+class EndToEnd(nn.Module):
+    """An end-to-end detector (its head predicting with the one-to-one branch) whose forward ends with
+    the top-k that replaces NMS: ``[B, k, 6]`` rows ``x1, y1, x2, y2, score, class`` in input pixels,
+    ``k = min(max_det, A)`` (:func:`detector.models.heads.top_k`), for export and prediction."""
+
+    def __init__(self, model: Detector, max_det: int = 300) -> None:
+        super().__init__()
+        if getattr(model.head, "inference", None) != "one2one":
+            raise ValueError("EndToEnd needs a head that predicts with its one-to-one branch (inference=one2one)")
+        self.model = model
+        self.max_det = max_det
+
+    def forward(self, images: Tensor) -> Tensor:
+        return top_k(*self.model.head.decode(self.model(images)), self.max_det)

@@ -8,14 +8,16 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import torch
 from torch import Tensor, nn
 
 from detector.boxes import decode_boxes
+from detector.errors import ConfigError
 from detector.models.blocks import DFL, ConvBNAct, depthwise_conv
-from detector.types import HeadOutput
+from detector.types import Branch, HeadOutput
 
 BOX_BIAS = 2.0  # the box branch's last bias at initialisation (Ultralytics' value; any constant gives uniform bins)
-BRANCHES = ("one2many", "one2one")
+BRANCHES = (Branch.one2many.value, Branch.one2one.value)
 
 
 class DetectHead(nn.Module):
@@ -50,7 +52,7 @@ class DetectHead(nn.Module):
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         if reg_max < 1:
             raise ValueError(f"reg_max must be >= 1, got {reg_max}")
-        inference = inference or ("one2one" if end2end else "one2many")
+        inference = str(Branch(inference).value) if inference else ("one2one" if end2end else "one2many")
         if inference not in BRANCHES:
             raise ValueError(f"inference must be one of {list(BRANCHES)}, got {inference!r}")
         if inference == "one2one" and not end2end:
@@ -152,6 +154,18 @@ class DetectHead(nn.Module):
         return decoded.boxes, decoded.cls_logits.sigmoid()
 
 
+def use_branch(head: nn.Module, branch: str | None) -> None:
+    """Make ``head`` predict with ``branch`` (``one2one`` or ``one2many``; None: leave its own
+    choice); a :class:`ConfigError` naming the branches it has when it has no such one."""
+    if branch is None:
+        return
+    branch = Branch(branch).value
+    if branch not in getattr(head, "branches", BRANCHES[:1]):
+        have = list(getattr(head, "branches", BRANCHES[:1]))
+        raise ConfigError(f"branch={branch}: the model's head has no such branch (it has {have})")
+    head.inference = branch
+
+
 def branch_of(out: HeadOutput, branch: str) -> HeadOutput:
     """The part of a head output that holds ``branch`` (``one2many`` or ``one2one``)."""
     if out.branch == branch:
@@ -159,6 +173,28 @@ def branch_of(out: HeadOutput, branch: str) -> HeadOutput:
     if branch == "one2one" and out.one2one is not None:
         return out.one2one
     raise ValueError(f"the head output holds no {branch} branch (it holds {out.branch})")
+
+
+def top_k(boxes: Tensor, scores: Tensor, max_det: int, agnostic: bool = False) -> Tensor:
+    """End-to-end selection (no NMS): ``[B, k, 6]`` rows ``x1, y1, x2, y2, score, class`` sorted by
+    score, ``k = min(max_det, A)``, from ``boxes [B, A, 4]`` and ``scores [B, A, C]``.
+
+    The ``k`` locations of highest best-class score, then the ``k`` highest of their (location, class)
+    scores: a location may appear once per class. ``agnostic``: each location's best class only. As
+    Ultralytics' one-to-one path; traceable, so an exported graph can end with it."""
+    k = min(max_det, scores.shape[1])
+    best, best_class = scores.max(-1)  # [B, A]
+    if agnostic:
+        score, index = best.topk(k, dim=-1)  # [B, k]
+        cls = best_class.gather(1, index)
+    else:
+        anchors = best.topk(k, dim=-1).indices  # [B, k]
+        candidates = scores.gather(1, anchors[..., None].expand(-1, -1, scores.shape[-1]))  # [B, k, C]
+        score, flat = candidates.flatten(1).topk(k, dim=-1)  # [B, k] over the k * C pairs
+        cls = flat % scores.shape[-1]
+        index = anchors.gather(1, flat // scores.shape[-1])
+    picked = boxes.gather(1, index[..., None].expand(-1, -1, 4))  # [B, k, 4]
+    return torch.cat((picked, score[..., None], cls[..., None].to(score.dtype)), -1)
 
 
 DFLHead = DetectHead  # the name checkpoints written before YOLO26 refer to

@@ -11,10 +11,11 @@ from detector.config import instantiate_node
 from detector.config.schemas import EvaluateConfig
 from detector.data.build import load_split, val_dataset
 from detector.device import autocast_dtype, select_device
-from detector.eval.coco import evaluate
+from detector.eval.coco import EvalResult, evaluate_branches
 from detector.eval.postprocess import PostProcess
 from detector.eval.report import EvalSettings, check_names, results_table, write_outputs
 from detector.interop.weights import load_weights
+from detector.models.heads import use_branch
 from detector.runs import make_run_dir
 from detector.tasks.command_line import CommandLine
 
@@ -30,7 +31,12 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     post = PostProcess(conf=settings.conf, iou=settings.iou, max_det=settings.max_det, agnostic=settings.agnostic)
     amp = autocast_dtype(device, settings.amp, "amp")
     dataset = val_dataset(index, settings.imgsz)
-    result = evaluate(model.fuse().to(device), index, dataset, post, device, settings.batch, settings.workers, amp)
+    use_branch(model.head, settings.branch)
+    branch = model.head.inference  # the main result; an end-to-end head's other branch is scored beside it
+    branches = (branch, *(b for b in model.head.branches if b != branch))
+    model = model.fuse().to(device)
+    results = evaluate_branches(model, index, dataset, post, device, branches, settings.batch, settings.workers, amp)
+    result = results.pop(branch)
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     recorded = EvalSettings(
         checkpoint=settings.checkpoint,
@@ -40,9 +46,13 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
         iou=settings.iou,
         max_det=settings.max_det,
         agnostic=settings.agnostic,
+        branch=branch,
     )
-    write_outputs(run_dir, result, index, recorded, plots=settings.plots)
+    write_outputs(run_dir, result, index, recorded, plots=settings.plots, others=results)
     console.print(results_table(result, index))
+    if results:
+        for line in branch_lines(branch, result, results, selected_by(meta)):
+            console.print(line)
     speed = ", ".join(f"{k} {v:.1f} ms" for k, v in result.speed.items())
     precision = f", {str(amp).removeprefix('torch.')} autocast" if amp is not None else ""
     console.print(
@@ -50,3 +60,35 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     )
     console.print(f"results in {run_dir}")
     return run_dir
+
+
+BRANCH_NAMES = {"one2one": "end-to-end (one-to-one branch, top-k, no NMS)", "one2many": "one-to-many branch + NMS"}
+
+
+def branch_lines(main: str, result: EvalResult, others: dict[str, EvalResult], chosen_by: str | None) -> list[str]:
+    """How an end-to-end model's branches score; the table above is ``main``'s."""
+    lines = []
+    for name, r in {main: result, **others}.items():
+        m = r.scores.metrics
+        table = " (the table above)" if name == main else ""
+        lines.append(f"{BRANCH_NAMES[name]}: mAP50-95 {m['mAP50-95']:.4f} mAP50 {m['mAP50']:.4f}{table}")
+    if chosen_by:
+        lines.append(chosen_by)
+    return lines
+
+
+def selected_by(meta: dict) -> str | None:
+    """Which branch's validation chose the checkpoint during training, where its metadata says."""
+    if meta.get("format") == "ultralytics":
+        args = meta["ultralytics"].get("train_args") or {}
+        if not args:
+            return None
+        branch = "one2one" if args.get("nms") is False or args.get("end2end") is True else "one2many"
+        return f"Ultralytics' training chose this checkpoint by the {BRANCH_NAMES[branch]}'s fitness"
+    train = meta.get("train") or {}
+    head = (meta.get("model_config") or {}).get("head") or {}
+    if not train:
+        return None
+    branch = head.get("inference") or ("one2one" if head.get("end2end") else "one2many")
+    fitness = ((train.get("config") or {}).get("train") or {}).get("fitness", "mAP50-95")
+    return f"our training chose best.pt by the {BRANCH_NAMES[branch]}'s {fitness} on its validation split"

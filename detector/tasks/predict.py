@@ -18,6 +18,7 @@ from detector.eval.predict import Predictor
 from detector.export.onnx import OnnxModel
 from detector.images import decode_image, draw_boxes, save_png
 from detector.interop.weights import load_weights
+from detector.models.heads import use_branch
 from detector.runs import make_run_dir, write_text_atomic
 from detector.tasks.command_line import CommandLine
 
@@ -50,6 +51,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     else:
         model, meta = load_weights(settings.checkpoint)
         names = list(meta["names"])
+        use_branch(model.head, settings.branch)
     predictor = Predictor(model, device, settings.imgsz, post, autocast_dtype(device, settings.amp, "amp"))
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     used: set[str] = set()

@@ -12,8 +12,9 @@ import torch
 
 from detector import build_model
 from detector.export.onnx import Decoded, OnnxModel, export_onnx, export_torchscript
+from detector.models.detector import EndToEnd
 from tests.eval.test_coco_metrics import tiny_checkpoint
-from tests.helpers import randomize_batchnorm, run_task
+from tests.helpers import assert_same_detections, randomize_batchnorm, run_task
 
 
 def fused_reference(name: str = "yolo11n"):
@@ -39,6 +40,27 @@ def test_onnx_outputs_match_pytorch_at_two_batch_sizes(tmp_path) -> None:
         assert onnx_boxes.shape == (batch, 189, 4) and onnx_scores.shape == (batch, 189, 3)  # 12² + 6² + 3² cells
         torch.testing.assert_close(onnx_boxes, boxes, atol=1e-4, rtol=0)
         torch.testing.assert_close(onnx_scores, scores, atol=1e-4, rtol=0)
+
+
+def test_end_to_end_onnx_equals_pytorch_top_k_at_batch_1_and_3(tmp_path) -> None:
+    """YOLO26: the graph ends with the top-k, [B, max_det, 6] rows as the PyTorch end-to-end model gives them."""
+    torch.manual_seed(0)
+    model = fused_reference("yolo26n")
+    path = export_onnx(model, tmp_path / "e2e.onnx", 96, ["a", "b", "c"], dynamic=True, max_det=50)
+    exported = OnnxModel(path)
+    assert exported.end2end
+    reference = EndToEnd(model, max_det=50).eval()
+    for batch in (1, 3):
+        x = torch.rand(batch, 3, 96, 96)
+        with torch.no_grad():
+            expected = reference(x)
+        got = exported(x)
+        assert got.shape == expected.shape == (batch, 50, 6)
+        assert_same_detections(got, expected)
+    one2many = build_model("yolo26n", num_classes=3, **{"head.inference": "one2many"})
+    one2many.load_state_dict(model.state_dict())
+    boxes, scores = OnnxModel(export_onnx(one2many.eval(), tmp_path / "o2m.onnx", 96, ["a", "b", "c"]))(x[:1])
+    assert boxes.shape == (1, 189, 4) and scores.shape == (1, 189, 3)  # today's layout, for NMS
 
 
 def test_torchscript_outputs_match_pytorch(tmp_path) -> None:

@@ -81,6 +81,28 @@ def test_ultralytics_checkpoint_at_640_with_pictures(tmp_path) -> None:
     assert cv2.imread(str(run_dir / "features_neck.down3.conv.png")).shape == (348, 348, 3)
 
 
+def test_yolo26_checkpoint_lists_every_conv_and_marks_the_branch_not_run(tmp_path) -> None:
+    """The issue's seed example: ``inspect_layers.py checkpoint=yolo26n.pt`` (a file Ultralytics wrote)."""
+    from ultralytics.nn.tasks import DetectionModel
+
+    checkpoint = write_ultralytics_checkpoint(tmp_path / "yolo26n.pt", "yolo26n.yaml", num_classes=80)
+    theirs = [
+        m for m in DetectionModel("yolo26n.yaml", nc=80, verbose=False).modules() if isinstance(m, torch.nn.Conv2d)
+    ]
+    inspect(tmp_path, f"checkpoint={checkpoint}", "imgsz=640", f"out={tmp_path / 'layers.json'}")
+    document = json.loads((tmp_path / "layers.json").read_text())
+    rows = document["layers"]
+    assert len(rows) == len(theirs) == 126  # both head branches, no DFL conv
+    first = rows[0]
+    assert (first["kernel"], first["stride"], first["padding"]) == ([3, 3], [2, 2], [1, 1])
+    assert (first["in_channels"], first["out_channels"], first["output_shape"]) == (3, 16, [16, 320, 320])
+    not_run = {r["path"].split(".")[1] for r in rows if r["shape_ok"] is None}
+    assert not_run == {"box", "cls"}  # the one-to-many branch: end-to-end inference runs the other
+    assert all(r["shape_ok"] for r in rows if r["shape_ok"] is not None)
+    # the convs of the branch that runs: Ultralytics' fused 5.48 less the attention's matmuls (no convs)
+    assert round(document["totals"]["gflops"], 2) == 5.36
+
+
 class RunsCode:
     """Unpickling it calls ``fn(arg)``: what a malicious checkpoint does."""
 

@@ -63,6 +63,40 @@ def test_import_equals_ultralytics_forward_unfused_and_fused(tmp_path, yaml, num
             torch.testing.assert_close(out.cls[level], cls[level], atol=1e-4, rtol=0)
 
 
+@pytest.mark.parametrize(("num_classes", "stripped"), [(5, False), pytest.param(80, True, marks=pytest.mark.slow)])
+def test_yolo26_import_equals_ultralytics_both_branches(tmp_path, num_classes, stripped) -> None:
+    """A YOLO26 file (training form: fp16 EMA and optimizer; or stripped): every tensor placed, both
+    branches' raw outputs equal to theirs, end-to-end detections equal to their ``[B, 300, 6]``."""
+    from detector.models.heads import top_k
+
+    names = [f"thing{i}" for i in range(num_classes)]
+    path = write_ultralytics_checkpoint(tmp_path / "u.pt", "yolo26n.yaml", num_classes, names, stripped=stripped)
+    checkpoint = ultralytics_weights.read(path)
+    assert (checkpoint.family, checkpoint.scale, checkpoint.model_name) == ("yolo26", "n", "yolo26n")
+    ours = ultralytics_weights.to_detector(checkpoint)
+    theirs = their_model(path)
+    assert ours.names == names and ours.head.end2end and ours.head.inference == "one2one"
+    assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in theirs.parameters())
+
+    detect, captured = theirs.model[-1], {}
+    for name in ("cv2", "cv3", "one2one_cv2", "one2one_cv3"):
+        for i in range(3):
+            getattr(detect, name)[i].register_forward_hook(lambda m, a, o, k=(name, i): captured.__setitem__(k, o))
+    x = torch.rand(2, 3, 96, 128)
+    with torch.no_grad():
+        theirs(x)
+        with ours.head.running(("one2many", "one2one")):
+            out = ours(x)
+        detect._end2end = True
+        expected = theirs(x)[0]
+        got = top_k(*ours.head.decode(ours(x)), max_det=300)
+    for level in range(3):
+        for mine, box, cls in ((out, "cv2", "cv3"), (out.one2one, "one2one_cv2", "one2one_cv3")):
+            torch.testing.assert_close(mine.box[level], captured[(box, level)], atol=1e-4, rtol=0)
+            torch.testing.assert_close(mine.cls[level], captured[(cls, level)], atol=1e-4, rtol=0)
+    torch.testing.assert_close(got, expected, atol=1e-3, rtol=1e-5)
+
+
 def test_load_weights_takes_ultralytics_files_and_describes_them(tmp_path) -> None:
     path = write_ultralytics_checkpoint(tmp_path / "u.pt", "yolo11n.yaml", 4, ["a", "b", "c", "d"], stripped=False)
     model, meta = load_weights(path)
@@ -99,7 +133,9 @@ def test_custom_scale_multipliers_are_followed(tmp_path) -> None:
     [
         ("yolov8n-seg.yaml", "only detection models"),
         ("yolov8n-ghost.yaml", "cannot place module model.1 (GhostConv)"),
-        ("yolov8n-p2.yaml", "cannot place module model."),
+        ("yolov8n-p2.yaml", "a detection head on 4 levels (a P2 / P6 variant)"),
+        ("yolo26n-seg.yaml", "only detection models"),
+        ("yolo26n-p6.yaml", "a detection head on 4 levels (a P2 / P6 variant)"),
     ],
 )
 def test_a_checkpoint_that_cannot_be_mapped_names_the_first_module(tmp_path, yaml, message) -> None:

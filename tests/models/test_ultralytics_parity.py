@@ -7,7 +7,7 @@ import torch
 
 from detector import build_model, summary
 from detector.boxes import cxcywh_to_xyxy
-from tests.helpers import YOLO_MODELS, randomize_batchnorm
+from tests.helpers import YOLO_MODELS, assert_same_detections, randomize_batchnorm
 
 # Parameter counts the Ultralytics documentation gives for these models (80 classes).
 DOCUMENTED_PARAMS = {
@@ -85,7 +85,8 @@ def test_outputs_equal_with_the_same_weights(name: str) -> None:
 def test_yolo26_both_branches_and_end_to_end_detections_equal(name: str) -> None:
     """YOLO26 with Ultralytics' tensors: both branches' raw outputs (training and evaluation), the
     one-to-many decoding, and the end-to-end top-k detections ``[B, 300, 6]``, unfused and fused."""
-    from detector.eval.postprocess import top_k
+    torch.manual_seed(0)
+    from detector.models.heads import top_k
 
     theirs = ultralytics_model(name, num_classes=5)
     randomize_batchnorm(theirs)
@@ -129,23 +130,6 @@ def test_yolo26_both_branches_and_end_to_end_detections_equal(name: str) -> None
         theirs.fuse(verbose=False)
         assert detect.cv2 is None  # their fuse drops the branch not used
         assert_same_detections(top_k(*ours.head.decode(ours(x)), max_det=300), theirs(x)[0])
-
-
-def assert_same_detections(got: torch.Tensor, expected: torch.Tensor) -> None:
-    """``[B, k, 6]`` rows equal up to the order of near-equal scores (fusing BatchNorm moves scores by
-    float rounding, which may swap rows whose scores differ by less than that)."""
-    torch.testing.assert_close(got[..., 4], expected[..., 4], atol=1e-5, rtol=0)  # the scores, in order
-    for mine, theirs in zip(got, expected):
-        match = (  # [k, k]: our row i and their row j are the same detection
-            (mine[:, None, 5] == theirs[None, :, 5])
-            & ((mine[:, None, 4] - theirs[None, :, 4]).abs() <= 1e-5)
-            & ((mine[:, None, :4] - theirs[None, :, :4]).abs().amax(-1) <= 1e-3)
-        )
-        free = torch.ones(len(theirs), dtype=torch.bool)
-        for i, row in enumerate(match):
-            candidates = (row & free).nonzero()
-            assert len(candidates), f"no Ultralytics detection matches {mine[i].tolist()}"
-            free[candidates[0, 0]] = False
 
 
 def test_yolo26_one_to_one_branch_sees_detached_features() -> None:

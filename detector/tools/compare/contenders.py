@@ -18,7 +18,7 @@ from detector.interop import ultralytics_weights as ulw
 from detector.models.detector import Detector
 
 # Ultralytics model YAML names our zoo mirrors layer for layer (an untrained baseline each)
-ULTRALYTICS_YAML = re.compile(r"^(yolov8|yolo11)([nsmlx])\.ya?ml$")
+ULTRALYTICS_YAML = re.compile(r"^(yolov8|yolo11|yolo26)([nsmlx])\.ya?ml$")
 
 KIND_OURS = "ours"
 KIND_OURS_UNTRAINED = "ours (untrained)"
