@@ -424,7 +424,7 @@ class BenchmarkConfig:
     exist_ok: bool = False
     device: str = "all"  # all: the CPU, and the GPU where CUDA is present; or one of cpu, cuda, cuda:N
     imgsz: int = 640  # what the augment config interpolates: configs/benchmark.yaml sets it to ${loader.imgsz}
-    arch: str = "yolov8n"  # a model both libraries build from their own configs (yolov8n-x, yolo11n-x)
+    arch: str = "yolov8n"  # a model both libraries build from their own configs (yolov8n-x, yolo11n-x, yolo26n-x)
     checkpoint: Optional[str] = None  # weights for both sides; null: Ultralytics' initialisation (seeded)
     data: Any = MISSING
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -453,7 +453,7 @@ class CompareRecipeConfig:
     """``scripts/compare.py mode=train``: one recipe for our trainer and Ultralytics'."""
 
     # the defaults are the default training run's recipe (`python train.py`: TrainLoopConfig, sgd, cosine)
-    model: str = "yolov8n"  # one of yolov8n-x, yolo11n-x (Ultralytics builds <model>.yaml)
+    model: str = "yolov8n"  # one of yolov8n-x, yolo11n-x, yolo26n-x (Ultralytics builds <model>.yaml)
     epochs: int = 11
     batch: int = 16
     nbs: int = 16

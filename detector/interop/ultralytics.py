@@ -193,7 +193,9 @@ def validate(
     """Ultralytics' own ``DetectionValidator`` (what ``YOLO.val`` runs) on ``model`` with our conf,
     IoU and max_det, plots and files off. It fuses ``model`` in place (pass a copy to keep it).
     ``rect=False`` letterboxes every image to a square ``imgsz`` as our evaluator does (``YOLO.val``
-    defaults to rectangular batches); on a CPU it loads without workers whatever ``workers`` says."""
+    defaults to rectangular batches); on a CPU it loads without workers whatever ``workers`` says.
+    ``post.end2end``: an end-to-end model (YOLO26) scored by its one-to-one branch (their ``nms=False``),
+    else by its one-to-many branch and their NMS."""
     require()
     from ultralytics.models.yolo.detect import DetectionValidator
 
@@ -202,6 +204,7 @@ def validate(
         **{"batch": batch, "workers": workers, "conf": post.conf, "iou": post.iou, "max_det": post.max_det},
         **{"device": device_string(device), "rect": rect, "plots": False, "save_json": False},
         **{"save_txt": False, "verbose": False},
+        **({"nms": False} if post.end2end else {}),
     }
     validator = DetectionValidator(save_dir=Path(save_dir), args=args)
     validator(model=model)
@@ -221,8 +224,8 @@ def predictor(
     arch: str, model: nn.Module, device: torch.device, imgsz: int, post: PostProcess, save_dir: Path
 ) -> Callable[[np.ndarray], Any]:
     """``image (BGR) -> Results`` through ``YOLO.predict`` (a ``YOLO`` of ``<arch>.yaml`` carrying
-    ``model``) with our conf, IoU, max_det and agnostic setting; its predictor fuses the model on
-    first use and writes nothing."""
+    ``model``) with our conf, IoU, max_det and agnostic setting (``post.end2end``: the one-to-one
+    branch, their ``nms=False``); its predictor fuses the model on first use and writes nothing."""
     require()
     from ultralytics import YOLO
 
@@ -232,6 +235,7 @@ def predictor(
         **{"imgsz": imgsz, "conf": post.conf, "iou": post.iou, "max_det": post.max_det},
         **{"agnostic_nms": post.agnostic, "device": device_string(device), "verbose": False, "save": False},
         **{"project": str(save_dir.parent), "name": save_dir.name, "exist_ok": True},
+        **({"nms": False} if post.end2end else {}),  # an end-to-end model's one-to-one branch (YOLO26)
     }
     return lambda image: yolo.predict(image, **kwargs)[0]
 
@@ -240,7 +244,9 @@ def inference_step(
     model: nn.Module, x: torch.Tensor, post: PostProcess, orig_size: tuple[int, int]
 ) -> Callable[[], Any]:
     """Their inference step on a fused copy of ``model``: forward, their NMS (every class above conf
-    a candidate, as their validator calls it) and their box rescaling, for ``x`` ``[1, 3, H, W]``."""
+    a candidate, as their validator calls it) and their box rescaling, for ``x`` ``[1, 3, H, W]``.
+    ``post.end2end``: an end-to-end model's one-to-one branch, whose top-k their NMS function only
+    thresholds."""
     require()
     try:
         from ultralytics.utils.nms import non_max_suppression
@@ -248,10 +254,16 @@ def inference_step(
         from ultralytics.utils.ops import non_max_suppression
     from ultralytics.utils.ops import scale_boxes
 
-    fused = copy.deepcopy(model).float().fuse(verbose=False).eval().to(x.device)
+    unfused = copy.deepcopy(model).float()
+    if post.end2end:
+        unfused.model[-1]._end2end = True  # their switch to the one-to-one branch (fuse then drops the other)
+        unfused.model[-1].max_det = post.max_det
+    fused = unfused.fuse(verbose=False).eval().to(x.device)
 
     def step() -> Any:
-        out = non_max_suppression(fused(x), post.conf, post.iou, multi_label=True, max_det=post.max_det)
+        out = non_max_suppression(
+            fused(x), post.conf, post.iou, multi_label=True, max_det=post.max_det, end2end=post.end2end
+        )
         return [scale_boxes(x.shape[2:], d[:, :4], orig_size) for d in out]
 
     return step

@@ -71,6 +71,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     with tempfile.TemporaryDirectory(prefix="benchmark-") as tmp:
         checkpoint = reference.write_checkpoint(Path(tmp) / "weights.pt")
         s = settings
+        branch = reference.ours().head.inference  # an end-to-end model (YOLO26): both sides predict by top-k
 
         def measure(part: BenchmarkPart, device: torch.device, dtype: torch.dtype | None = None) -> Figure:
             if part is BenchmarkPart.train_step:
@@ -83,8 +84,9 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
                 return loader.measure(s.loader, dataset, source.where, s.seed, turns)
             if part is BenchmarkPart.predict:
                 post = PostProcess(s.predict.conf, s.predict.iou, s.predict.max_det, agnostic=False, multi_label=False)
+                post = post.for_branch(branch)
                 return predict.measure(s.predict, post, reference, checkpoint, device, run_dir, s.seed, turns, dtype)
-            post = PostProcess(s.val.conf, s.val.iou, s.val.max_det)
+            post = PostProcess(s.val.conf, s.val.iou, s.val.max_det).for_branch(branch)
             return val.measure(s.val, post, reference, source, index(s.val.split), device, run_dir, turns, dtype)
 
         loader_done = False

@@ -62,7 +62,8 @@ def test_compare_eval_mode_end_to_end(tmp_path) -> None:
 
     ours = write_ours(tmp_path / "ours.pt")
     write_ultralytics_checkpoint(tmp_path / "u.pt", "yolov8n.yaml", num_classes=6, names=list(SHAPE_NAMES))
-    write_ultralytics_checkpoint(tmp_path / "super.pt", "yolo11n.yaml", num_classes=8, names=SUPERSET)
+    # YOLO26 (end-to-end) with a superset of the data's classes
+    write_ultralytics_checkpoint(tmp_path / "super.pt", "yolo26n.yaml", num_classes=8, names=SUPERSET)
     models = "models=[ours.pt,u.pt,super.pt,yolov8n.yaml]"
     result = compare(tmp_path, models, *quick(tmp_path))
     assert result.returncode == 0, result.stderr[-3000:]
@@ -81,6 +82,9 @@ def test_compare_eval_mode_end_to_end(tmp_path) -> None:
         assert int(table[name]["params"]) == count == sum(p.numel() for p in ultralytics_model(checkpoint).parameters())
     assert table["super.pt"]["classes"] == "6 of 8"
     assert "matched by name" in table["super.pt"]["notes"]
+    # the end-to-end model is scored by its one-to-one branch, its one-to-many branch beside it
+    assert table["super.pt"]["branch"] == "one2one" and table["super.pt"]["other_mAP50-95"] != ""
+    assert table["u.pt"]["branch"] == "" and table["u.pt"]["other_mAP50-95"] == ""
 
     # Ultralytics' own validator ran for their models only; our import agrees with their module
     assert table["ours.pt"]["ultralytics_mAP50-95"] == ""

@@ -63,7 +63,7 @@ def restrict_classes(model: Detector, keep: Sequence[int]) -> Detector:
     branches = getattr(head, "cls", None)
     if branches is None or not all(isinstance(b, nn.Sequential) and isinstance(b[-1], nn.Conv2d) for b in branches):
         raise ConfigError(f"cannot match classes by name for a {type(head).__name__} head")
-    for branch in branches:
+    for branch in [*branches, *(getattr(head, "one2one_cls", None) or ())]:  # an end-to-end head's second too
         branch[-1] = _sliced_conv(branch[-1], keep)
     head.num_classes = len(keep)
     return model.eval()
@@ -71,7 +71,7 @@ def restrict_classes(model: Detector, keep: Sequence[int]) -> Detector:
 
 def restrict_ultralytics_classes(model: nn.Module, keep: Sequence[int], names: Sequence[str]) -> nn.Module | None:
     """The same restriction on a copy of an Ultralytics ``DetectionModel``: the last conv of each
-    ``Detect.cv3`` branch keeps the channels ``keep`` and the head's class count follows. ``None``
+    ``Detect.cv3`` (and ``one2one_cv3``) branch keeps the channels ``keep`` and the head's class count follows. ``None``
     when the head is not laid out that way (then their validator is not run on it)."""
     model = copy.deepcopy(model)
     detect = model.model[-1]
@@ -80,10 +80,9 @@ def restrict_ultralytics_classes(model: nn.Module, keep: Sequence[int], names: S
         branches is None
         or not all(isinstance(b, nn.Sequential) and isinstance(b[-1], nn.Conv2d) for b in branches)
         or not hasattr(detect, "reg_max")
-        or getattr(detect, "end2end", False)
     ):
         return None
-    for branch in branches:
+    for branch in [*branches, *(getattr(detect, "one2one_cv3", None) or ())]:  # YOLO26's second branch too
         branch[-1] = _sliced_conv(branch[-1], keep)
     detect.nc = len(keep)
     detect.no = len(keep) + 4 * detect.reg_max

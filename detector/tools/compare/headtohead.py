@@ -136,7 +136,7 @@ def check_recipe_model(recipe: Recipe) -> str:
     if not ULTRALYTICS_YAML.match(name):
         raise ConfigError(
             f"recipe.model={recipe.model}: the head-to-head needs a model both libraries build: "
-            "yolov8n, yolov8s, yolov8m, yolov8l, yolov8x, yolo11n, yolo11s, yolo11m, yolo11l, yolo11x"
+            "yolov8n-x, yolo11n-x, yolo26n-x"
         )
     return name
 
@@ -188,6 +188,9 @@ def ultralytics_train_args(
         "name": "ultralytics",
         "exist_ok": True,
         "verbose": False,
+        # an end-to-end model (YOLO26): validate, and so choose best.pt, by the one-to-one branch as ours
+        # does (their default is the one-to-many branch with NMS)
+        **({"nms": False} if recipe.model.startswith("yolo26") else {}),
         **ul.TRAIN_AUGMENT,
     }
 
@@ -244,7 +247,7 @@ def recipe_notes(
         f"translate 0.1, HSV 0.015/0.7/0.4, horizontal flip 0.5; Ultralytics' settings in "
         f"detector.interop.ultralytics.TRAIN_AUGMENT), mosaic off for the last {recipe.close_mosaic} epochs, "
         f"{seed}, deterministic={recipe.deterministic}, {workers} loader workers, "
-        f"AMP {({'bf16': 'bf16', True: 'fp16'}).get(amp, 'off')} on {device.type}, best.pt chosen by validation mAP50-95, patience {recipe.patience}.",
+        f"AMP {({'bf16': 'bf16', True: 'fp16'}).get(amp, 'off')} on {device.type}, best.pt chosen by validation mAP50-95{_branch_note(recipe)}, patience {recipe.patience}.",
         "Not matched: initial weights (each library draws its own from the seed); random streams of augmentation "
         "and shuffling; the augmentation implementations (albumentations for ours, Ultralytics' own for theirs); "
         "ours also steps at the end of every epoch with what is accumulated (Ultralytics carries it into the "
@@ -258,6 +261,12 @@ def recipe_notes(
         "one-off start-up costs (first kernel selections, allocations) fall in its first epoch, which shows "
         "in runs of an epoch or two and vanishes over real ones.",
     ]
+
+
+def _branch_note(recipe: Recipe) -> str:
+    if not recipe.model.startswith("yolo26"):
+        return ""
+    return " of the end-to-end (one-to-one) branch (theirs with nms=False), each trained with its end-to-end loss"
 
 
 def _relative(path: Path) -> Path:

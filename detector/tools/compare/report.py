@@ -29,6 +29,9 @@ COLUMNS = [
     ("classes", "classes"),
     ("mAP50-95", "mAP50-95"),
     ("mAP50", "mAP50"),
+    ("branch", "branch scored"),
+    ("other_mAP50-95", "mAP50-95 other branch"),
+    ("other_mAP50", "mAP50 other branch"),
     ("ultralytics_mAP50-95", "Ultralytics val mAP50-95"),
     ("ultralytics_mAP50", "Ultralytics val mAP50"),
     ("params", "params"),
@@ -47,7 +50,7 @@ def fmt(key: str, value: Any) -> str:
         return "-"
     if key == "params":
         return f"{int(value):,}"
-    if key.startswith(("mAP", "ultralytics_mAP")):
+    if key.startswith(("mAP", "ultralytics_mAP", "other_mAP")):
         return f"{value:.4f}"
     if key in ("gflops", "latency_ms", "ultralytics_latency_ms", "train_images_per_s", "train_time_s", "wall_time_s"):
         return f"{value:.2f}" if value < 100 else f"{value:.1f}"
@@ -55,9 +58,16 @@ def fmt(key: str, value: Any) -> str:
 
 
 def columns_in_use(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
-    """The table columns, without the training ones when nothing was trained."""
+    """The table columns, without the training ones when nothing was trained and without the branch
+    ones when no model is end-to-end."""
     trained = any(row.get("train_time_s") is not None for row in rows)
-    return [(k, t) for k, t in COLUMNS if trained or k not in ("train_images_per_s", "train_time_s", "wall_time_s")]
+    two_branches = any(row.get("branch") is not None for row in rows)
+    return [
+        (k, t)
+        for k, t in COLUMNS
+        if (trained or k not in ("train_images_per_s", "train_time_s", "wall_time_s"))
+        and (two_branches or k not in ("branch", "other_mAP50-95", "other_mAP50"))
+    ]
 
 
 def write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> Path:

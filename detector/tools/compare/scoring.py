@@ -19,10 +19,11 @@ from detector.config.schemas import CompareConfig
 from detector.data.build import val_dataset
 from detector.data.index import SplitIndex
 from detector.data.loader import build_loader
-from detector.eval.coco import evaluate
+from detector.eval.coco import evaluate_branches
 from detector.eval.postprocess import PostProcess
 from detector.interop import ultralytics as ul
 from detector.models.detector import Detector
+from detector.models.heads import use_branch
 from detector.models.summary import summary
 from detector.runs import write_text_atomic
 from detector.tools.compare.classes import class_map, restrict_classes, restrict_ultralytics_classes
@@ -108,7 +109,13 @@ def score(
     keep = class_map(c.names, data_names, c.label)
     model = c.model.to(device).eval()
     scored = model if keep is None else restrict_classes(model, keep)
-    result = evaluate(scored, index, dataset, post, device, settings.batch, settings.workers)
+    use_branch(model.head, settings.branch)
+    use_branch(scored.head, settings.branch)
+    branch = model.head.inference  # what it predicts with; an end-to-end model's other branch beside it
+    branches = (branch, *(b for b in model.head.branches if b != branch))
+    results = evaluate_branches(scored, index, dataset, post, device, branches, settings.batch, settings.workers)
+    result = results[branch]
+    other = results[branches[1]].scores.metrics if len(branches) > 1 else {}
     info = summary(c.model, settings.imgsz)
     ms = None
     if latency:
@@ -124,6 +131,8 @@ def score(
         "model": c.label,
         "kind": c.kind,
         "our_evaluator": result.scores.metrics,
+        "branch": branch,
+        "branches": {b: r.scores.metrics for b, r in results.items()},
         "per_class_AP50-95": result.scores.per_class,
         "params": info["params"],
         "gflops": info["gflops"],
@@ -144,6 +153,9 @@ def score(
         "classes": len(data_names) if keep is None else f"{len(data_names)} of {len(c.names)}",
         "mAP50-95": result.scores.metrics["mAP50-95"],
         "mAP50": result.scores.metrics["mAP50"],
+        "branch": branch if other else None,
+        "other_mAP50-95": other.get("mAP50-95"),
+        "other_mAP50": other.get("mAP50"),
         "ultralytics_mAP50-95": their_validator.get("mAP50-95"),
         "ultralytics_mAP50": their_validator.get("mAP50"),
         "params": info["params"],
@@ -172,6 +184,7 @@ def score_theirs(
     """Their module's figures: parity with our import, latency (when ``latency``), and their
     validator's where it can run (``notes`` gets a line where it cannot)."""
     theirs = c.ultralytics.to(device).eval()  # type: ignore[union-attr]
+    post = post.for_branch(model.head.inference)  # an end-to-end model: theirs by its one-to-one branch too
     figures: dict[str, Any] = {"parity": parity(model, theirs, probe.x)}
     if latency:
         step = ul.inference_step(theirs, probe.x, post, probe.orig_size)
@@ -222,11 +235,12 @@ def ours_step(
 @torch.no_grad()
 def parity(ours: Detector, theirs: nn.Module, x: torch.Tensor) -> dict[str, float]:
     """Largest differences between our import and their module on ``x``: class scores and box
-    coordinates (pixels), decoded, before NMS."""
+    coordinates (pixels), decoded, before NMS (of the one-to-many branch, their module's default)."""
     from detector.boxes import cxcywh_to_xyxy
 
     ours, theirs = ours.eval(), theirs.eval()
-    boxes, scores = ours.head.decode(ours(x))
+    with ours.head.running(("one2many",)):
+        boxes, scores = ours.head.decode(ours(x), "one2many")
     out = theirs(x)
     decoded = (out[0] if isinstance(out, (tuple, list)) else out).float()  # [B, 4 + nc, A] cxcywh, scores
     their_boxes = cxcywh_to_xyxy(decoded[:, :4].transpose(1, 2))
