@@ -178,6 +178,19 @@ class AdamWConfig:
     weight_decay: float = 5e-4
 
 
+@dataclass
+class MuSGDConfig:
+    _target_: str = "detector.train.musgd.MuSGD"
+    _partial_: bool = True
+    lr: float = 0.01
+    momentum: float = 0.937
+    nesterov: bool = True
+    weight_decay: float = 5e-4
+    muon: float = 0.2  # the Muon step's share of lr (conv and linear weights)
+    sgd: float = 1.0  # the SGD step's share of lr in those weights' groups
+    cls_lr_gain: float = 3.0  # lr multiplier of the head's class branches
+
+
 class ScheduleShape(str, Enum):
     """The options of the ``schedule`` group (``configs/schedule/<name>.yaml``); compare's recipe names one."""
 
@@ -569,7 +582,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/backbone": {"csp_darknet": CSPDarknetConfig, "torchvision": TorchvisionBackboneConfig},
     "schema/neck": {"pan": PANConfig, "fpn": FPNConfig},
     "schema/head": {"dfl": DetectHeadConfig, "detect": DetectHeadConfig},
-    "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig},
+    "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig, "musgd": MuSGDConfig},
     "schema/schedule": {"cosine": CosineScheduleConfig, "linear": LinearScheduleConfig},
     "schema/logger": {"csv": CSVLoggerConfig, "wandb": WandbLoggerConfig},
     "schema/data": {

@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from torch import nn
 
+BIAS_GROUPS = ("biases", "cls_biases")  # groups whose warmup lr falls from warmup_bias_lr (cls_: MuSGD's)
+
 
 def accumulation_steps(batch: int, nbs: int = 64) -> int:
     """Batches whose gradients are summed before one optimizer step, so a step sees about ``nbs`` images."""
@@ -49,10 +51,13 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 def build_optimizer(
     model: nn.Module, make: Callable[..., torch.optim.Optimizer], weight_decay: float, batch: int, nbs: int
 ) -> torch.optim.Optimizer:
-    """``make`` is the instantiated ``optim`` config (a partial of the optimizer class). Weight decay is
-    scaled by the images per step over ``nbs``, so it means the same at any batch size."""
+    """``make`` is the instantiated ``optim`` config (a partial of the optimizer class). The groups are
+    :func:`parameter_groups`, unless the optimizer class makes its own from the model (a static
+    ``groups_for_model(model, weight_decay)``, as :class:`~detector.train.musgd.MuSGD` does). Weight
+    decay is scaled by the images per step over ``nbs``, so it means the same at any batch size."""
     scaled = weight_decay * batch * accumulation_steps(batch, nbs) / nbs
-    optimizer = make(params=parameter_groups(model, scaled))
+    groups_for_model = getattr(getattr(make, "func", make), "groups_for_model", parameter_groups)
+    optimizer = make(params=groups_for_model(model, scaled))
     for group in optimizer.param_groups:
         group["initial_lr"] = group["lr"]
     return optimizer
@@ -93,7 +98,7 @@ class Schedule:
         for group in optimizer.param_groups:
             target = group["initial_lr"] * f
             if iteration < warmup:
-                start = self.warmup_bias_lr if group.get("name") == "biases" else 0.0
+                start = self.warmup_bias_lr if group.get("name") in BIAS_GROUPS else 0.0
                 group["lr"] = float(np.interp(iteration, [0, warmup], [start, target]))
                 m = float(np.interp(iteration, [0, warmup], [self.warmup_momentum, momentum]))
             else:
