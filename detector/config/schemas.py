@@ -191,6 +191,13 @@ class MuSGDConfig:
     cls_lr_gain: float = 3.0  # lr multiplier of the head's class branches
 
 
+class RecipeOptimizer(str, Enum):
+    """Optimizers compare's recipe can give both trainers: ours ``optim=<name>``, theirs ``optimizer=``."""
+
+    sgd = "sgd"  # Nesterov SGD (their SGD)
+    musgd = "musgd"  # their MuSGD (YOLO26's)
+
+
 class ScheduleShape(str, Enum):
     """The options of the ``schedule`` group (``configs/schedule/<name>.yaml``); compare's recipe names one."""
 
@@ -470,6 +477,7 @@ class CompareRecipeConfig:
     epochs: int = 11
     batch: int = 16
     nbs: int = 16
+    optimizer: RecipeOptimizer = RecipeOptimizer.sgd
     lr: float = 0.01
     momentum: float = 0.937
     weight_decay: float = 5e-4

@@ -60,7 +60,7 @@ def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project
         f"model={recipe.model}",
         "augment=default",
         f"augment.close_mosaic={recipe.close_mosaic}",
-        "optim=sgd",
+        f"optim={recipe.optimizer.value}",
         f"optim.lr={recipe.lr}",
         f"optim.momentum={recipe.momentum}",
         "optim.nesterov=true",
@@ -158,7 +158,7 @@ def ultralytics_train_args(
         "batch": recipe.batch,
         "imgsz": imgsz,
         "nbs": recipe.nbs,
-        "optimizer": "SGD",
+        "optimizer": {"sgd": "SGD", "musgd": "MuSGD"}[recipe.optimizer.value],
         "lr0": recipe.lr,
         "lrf": recipe.final_lr_ratio,
         "momentum": recipe.momentum,
@@ -238,7 +238,7 @@ def recipe_notes(
     return [
         f"Matched: architecture {recipe.model} (the same layers and parameter "
         f"count in both libraries), data and splits, imgsz, {recipe.epochs} epochs, batch {recipe.batch}, nominal "
-        f"batch {recipe.nbs} (gradient accumulation and weight-decay scaling), SGD with Nesterov momentum "
+        f"batch {recipe.nbs} (gradient accumulation and weight-decay scaling), {_optimizer(recipe)} with Nesterov momentum "
         f"{recipe.momentum}, lr {recipe.lr}, weight decay {recipe.weight_decay} on weights only, {_schedule(recipe)} "
         f"decay to lr x {recipe.final_lr_ratio}, warmup {recipe.warmup_epochs} epochs (momentum from "
         f"{recipe.warmup_momentum}, bias lr from {recipe.warmup_bias_lr}), loss gains "
@@ -261,6 +261,12 @@ def recipe_notes(
         "one-off start-up costs (first kernel selections, allocations) fall in its first epoch, which shows "
         "in runs of an epoch or two and vanishes over real ones.",
     ]
+
+
+def _optimizer(recipe: Recipe) -> str:
+    if recipe.optimizer.value == "musgd":
+        return "MuSGD (Muon on conv weights, x 0.2, plus SGD; class branches at lr x 3)"
+    return "SGD"
 
 
 def _branch_note(recipe: Recipe) -> str:
