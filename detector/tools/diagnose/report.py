@@ -27,6 +27,7 @@ EPOCH_COLUMNS = {
     "box": ("train/box", "train/box_loss"),
     "cls": ("train/cls", "train/cls_loss"),
     "dfl": ("train/dfl", "train/dfl_loss"),
+    "l1": ("train/l1", "train/l1_loss"),  # YOLO26 (reg_max 1): the L1 distance term in place of DFL
     "val mAP50-95": ("mAP50-95", THEIR_MAP),
     "val mAP50": ("mAP50", "metrics/mAP50(B)"),
 }
@@ -182,10 +183,15 @@ def plot_boxes(path: Path, stats: dict[str, BatchStats]) -> Path:
     return save_figure(fig, path)
 
 
+def present(epochs: dict[str, list[dict[str, float]]]) -> list[str]:
+    """The :data:`EPOCH_COLUMNS` some run has a value for (``dfl`` or ``l1``, as the head has)."""
+    return [n for n in EPOCH_COLUMNS if any(not math.isnan(r[n]) for rows in epochs.values() for r in rows)]
+
+
 def plot_epochs(path: Path, epochs: dict[str, list[dict[str, float]]]) -> Path:
     import matplotlib.pyplot as plt
 
-    names = list(EPOCH_COLUMNS)
+    names = present(epochs)
     fig, axes = plt.subplots(1, len(names), figsize=(4 * len(names), 3.5))
     for side, rows in epochs.items():
         for ax, name in zip(axes, names):
@@ -199,11 +205,12 @@ def plot_epochs(path: Path, epochs: dict[str, list[dict[str, float]]]) -> Path:
 
 def epochs_section(epochs: dict[str, list[dict[str, float]]]) -> str:
     n = max(len(r) for r in epochs.values())
-    header = ["epoch", *(f"{side} {name}" for name in EPOCH_COLUMNS for side in epochs)]
+    names = present(epochs)
+    header = ["epoch", *(f"{side} {name}" for name in names for side in epochs)]
     rows = []
     for e in range(n):
         row: list[Any] = [e + 1]
-        for name in EPOCH_COLUMNS:
+        for name in names:
             for side in epochs:
                 rows_ = epochs[side]
                 row.append(rows_[e][name] if e < len(rows_) else math.nan)
