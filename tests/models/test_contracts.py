@@ -38,7 +38,10 @@ def check_contract(model: Detector, num_classes: int) -> None:
             assert cls.shape == (1, num_classes, h // s, w // s)
 
 
-@pytest.mark.parametrize("name", MODEL_CONFIGS)
+# the large YOLO scales take seconds each to build: the slow run covers them (their parity tests too)
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n[:4] == "yolo" and n[-1] in "lx" else n for n in MODEL_CONFIGS]
+)
 def test_every_model_config_builds_and_keeps_its_contract(name: str) -> None:
     model = build_model(name, num_classes=5)
     assert model.num_classes == 5

@@ -99,6 +99,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_run) -> None:
     assert again["train"]["state"]["best_fitness"] == pytest.approx(final["train"]["state"]["best_fitness"], abs=1e-6)
 
 
+@pytest.mark.slow  # resuming is covered by test_resume_reproduces_the_uninterrupted_run in the default run
 def test_extending_a_finished_run(tmp_path, tiny_run) -> None:
     run_task("train.py", *tiny_run, "train.epochs=1")
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
