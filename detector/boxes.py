@@ -3,7 +3,7 @@ distances from a point to the four sides. All boxes are in pixels of the network
 a name says otherwise.
 
 :func:`decode_boxes` is the one decoding of a DFL head's raw output into boxes, shared by the
-head's inference path (``DFLHead.decode``: prediction, evaluation, export) and the loss.
+head's inference path (``DetectHead.decode``: prediction, evaluation, export) and the loss.
 """
 
 from __future__ import annotations

@@ -77,10 +77,10 @@ def test_batched_call_maps_each_image_with_its_own_letterbox() -> None:
 
 def test_decode_matches_hand_computed_box() -> None:
     """One cell of an 8-stride level whose DFL bins put all mass on distances 1, 2, 3, 4 (in strides)."""
-    from detector.models.heads import DFLHead
+    from detector.models.heads import DetectHead
     from detector.types import HeadOutput
 
-    head = DFLHead(in_channels=[8], strides=[8], num_classes=2, reg_max=16)
+    head = DetectHead(in_channels=[8], strides=[8], num_classes=2, reg_max=16)
     box = torch.full((1, 64, 1, 2), -1e4)
     for side, bin_ in enumerate((1, 2, 3, 4)):
         box[0, side * 16 + bin_, 0, 1] = 0.0  # second cell: centre (12, 4)

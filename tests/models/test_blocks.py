@@ -19,7 +19,7 @@ from detector.models.blocks import (
     scale_channels,
     scale_depth,
 )
-from detector.models.heads import DFLHead
+from detector.models.heads import DetectHead
 
 
 @pytest.mark.parametrize(
@@ -95,7 +95,7 @@ def test_dfl_is_expected_bin() -> None:
 def test_head_decode_is_decode_boxes_with_the_dfl_bins_of_the_state_dict() -> None:
     """The fixed DFL conv stays in the state_dict (Ultralytics checkpoints carry it) and holds the bin
     values the head's decoding uses; the loss decodes with the same function and bins 0 .. reg_max - 1."""
-    head = DFLHead(in_channels=[8, 16], strides=[8, 16], num_classes=2, reg_max=4)
+    head = DetectHead(in_channels=[8, 16], strides=[8, 16], num_classes=2, reg_max=4)
     assert torch.equal(head.state_dict()["dfl.conv.weight"].flatten(), torch.arange(4.0))
     out = head([torch.rand(1, 8, 4, 6), torch.rand(1, 16, 2, 3)])
     boxes, scores = head.decode(out)
@@ -128,3 +128,16 @@ def test_fuse_folds_batchnorm() -> None:
     block.fuse()
     assert isinstance(block.bn, torch.nn.Identity) and block.conv.bias is not None
     assert torch.allclose(block(x), before, atol=1e-5)
+
+
+def test_checkpoints_naming_the_old_head_class_still_build() -> None:
+    """Checkpoints written before YOLO26 store ``_target_: detector.models.heads.DFLHead``."""
+    from detector.config.models import model_config
+    from detector.models.zoo import instantiate_model
+
+    config = model_config("yolov8n", 3)
+    assert config["head"]["_target_"] == "detector.models.heads.DetectHead"
+    config["head"] = {k: v for k, v in config["head"].items() if k not in ("end2end", "inference")}
+    config["head"]["_target_"] = "detector.models.heads.DFLHead"
+    model = instantiate_model(config)
+    assert isinstance(model.head, DetectHead) and model.head.branches == ("one2many",)
