@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,11 @@ def export_onnx(
         metadata.update(end2end="true", max_det=str(wrapper.max_det))
 
     def write(tmp: Path) -> None:
+        with warnings.catch_warnings():  # the top-k's k = min(max_det, anchors) is a constant of the input size
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            export_graph(tmp)
+
+    def export_graph(tmp: Path) -> None:
         torch.onnx.export(
             wrapper,
             (dummy,),
@@ -84,7 +90,8 @@ def export_torchscript(model: Detector, path: Path, imgsz: int, names: list[str]
     """The fused model traced to TorchScript, with class names, imgsz and ``end2end`` as extra files
     (an end-to-end model returns its ``[B, max_det, 6]`` detections)."""
     wrapper = exported(model, max_det)
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():  # the top-k's k is a constant of the input size
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(wrapper, torch.zeros(1, 3, imgsz, imgsz), strict=False)
     end2end = isinstance(wrapper, EndToEnd)
     extra = {"names.json": json.dumps(list(names)), "imgsz": str(imgsz), "end2end": str(end2end).lower()}
