@@ -179,13 +179,8 @@ class AdamWConfig:
 
 
 @dataclass
-class MuSGDConfig:
+class MuSGDConfig(SGDConfig):  # SGD's settings, and the Muon part's
     _target_: str = "detector.train.musgd.MuSGD"
-    _partial_: bool = True
-    lr: float = 0.01
-    momentum: float = 0.937
-    nesterov: bool = True
-    weight_decay: float = 5e-4
     muon: float = 0.2  # the Muon step's share of lr (conv and linear weights)
     sgd: float = 1.0  # the SGD step's share of lr in those weights' groups
     cls_lr_gain: float = 3.0  # lr multiplier of the head's class branches
