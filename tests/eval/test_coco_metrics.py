@@ -11,7 +11,7 @@ from detector.data.sources import YoloSource
 from detector.data.verify import verify_split
 from detector.eval.coco import METRIC_NAMES, coco_scores, ground_truth_coco
 from tests.data.fixtures import NAMES, write_twin_datasets
-from tests.helpers import REPO, run_script
+from tests.helpers import REPO, run_script, run_task
 
 
 def pycocotools_stats(gt_path, dt_path) -> np.ndarray:
@@ -140,3 +140,46 @@ def test_confusion_matrix_counts_hand_computed_cases() -> None:
     expected[1, 2] = 1  # a detection of nothing
     expected[2, 1] = 1  # a class-1 object missed
     np.testing.assert_array_equal(matrix, expected)
+
+
+def test_evaluate_scores_both_branches_of_an_end_to_end_model(tmp_path, monkeypatch, capsys) -> None:
+    """YOLO26 (tiny width): the table and files are the inference branch's (one2one unless branch=),
+    metrics.json holds both branches, and a run with branch=one2many reproduces the other's figures."""
+    from omegaconf import OmegaConf
+
+    from detector.checkpoint import save_checkpoint
+    from detector.config import compose
+    from detector.models.zoo import instantiate_model
+    from detector.tasks.evaluate import selected_by
+
+    cfg = compose("train", ["model=yolo26n", "model.scale.width=0.0625"])
+    config = OmegaConf.to_container(cfg.model, resolve=True)
+    checkpoint = save_checkpoint(tmp_path / "e2e.pt", instantiate_model(config), config, list(cfg.data.names), imgsz=64)
+    shapes = ["data.num_train=4", "data.num_val=6", "data.imgsz=96", f"data.root={tmp_path / 'shapes'}"]
+    common = [f"checkpoint={checkpoint}", *shapes, "imgsz=64", "batch=4", "workers=0", "conf=0.0001", "plots=false"]
+    monkeypatch.chdir(tmp_path)
+    run_task("scripts/evaluate.py", *common)
+    printed = capsys.readouterr().out
+    assert "end-to-end (one-to-one branch" in printed and "one-to-many branch + NMS" in printed
+    run_task("scripts/evaluate.py", *common, "branch=one2many")
+    one2one = json.loads((tmp_path / "runs" / "evaluate" / "exp" / "metrics.json").read_text())
+    one2many = json.loads((tmp_path / "runs" / "evaluate" / "exp2" / "metrics.json").read_text())
+    assert one2one["settings"]["branch"] == "one2one" and one2many["settings"]["branch"] == "one2many"
+    assert set(one2one["branches"]) == set(one2many["branches"]) == {"one2one", "one2many"}
+    for name in METRIC_NAMES:
+        assert one2one["branches"]["one2many"][name] == one2many[name], name
+        assert one2many["branches"]["one2one"][name] == one2one[name], name
+    predictions = json.loads((tmp_path / "runs" / "evaluate" / "exp" / "predictions.json").read_text())
+    per_image = np.bincount([p["image_id"] for p in predictions])
+    assert per_image.max() == 8 * 8 + 4 * 4 + 2 * 2  # top-k of min(max_det, locations at 64 px) rows per image
+    nms = json.loads((tmp_path / "runs" / "evaluate" / "exp2" / "predictions.json").read_text())
+    assert len(nms) != len(predictions)
+
+    ultralytics = {"format": "ultralytics", "ultralytics": {"train_args": {"nms": False}}}
+    assert "one-to-one" in selected_by(ultralytics)
+    assert "one-to-many" in selected_by({"format": "ultralytics", "ultralytics": {"train_args": {"nms": None}}})
+    ours = {"train": {"config": {"train": {"fitness": "mAP50"}}}, "model_config": {"head": {"end2end": True}}}
+    assert selected_by(ours) == (
+        "our training chose best.pt by the end-to-end (one-to-one branch, top-k, no NMS)'s mAP50 on its validation split"
+    )
+    assert selected_by({"model_config": {"head": {}}}) is None  # no training record: nothing to say
