@@ -109,8 +109,9 @@ def score(
     keep = class_map(c.names, data_names, c.label)
     model = c.model.to(device).eval()
     scored = model if keep is None else restrict_classes(model, keep)
-    use_branch(model.head, settings.branch)
-    use_branch(scored.head, settings.branch)
+    if len(model.head.branches) > 1:  # branch= concerns the end-to-end models of the list
+        use_branch(model.head, settings.branch)
+        use_branch(scored.head, settings.branch)
     branch = model.head.inference  # what it predicts with; an end-to-end model's other branch beside it
     branches = (branch, *(b for b in model.head.branches if b != branch))
     results = evaluate_branches(scored, index, dataset, post, device, branches, settings.batch, settings.workers)
