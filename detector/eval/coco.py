@@ -175,16 +175,18 @@ def evaluate_branches(
             out = model(x).float()
         t2 = now()
         images += len(batch_data)
+        letterbox, orig_sizes = batch_data.letterbox.to(device), batch_data.orig_sizes.to(device)
+        image_ids = batch_data.image_ids.tolist()
         for b in branches:
             t3 = now()
             boxes, scores = model.head.decode(out, b)
             t4 = now()
-            dets = posts[b](boxes, scores, batch_data.letterbox.to(device), batch_data.orig_sizes.to(device))
+            dets = posts[b](boxes, scores, letterbox, orig_sizes)
             t5 = now()
             timings[b]["preprocess"] += t1 - t0
             timings[b]["inference"] += t2 - t1 + t4 - t3
             timings[b]["postprocess"] += t5 - t4
-            for image_id, det in zip(batch_data.image_ids.tolist(), dets):
+            for image_id, det in zip(image_ids, dets):
                 det = Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
                 detections[b].append(det)
                 predictions[b] += detections_to_coco(image_id, det)

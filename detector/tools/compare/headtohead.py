@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from detector.config.models import model_config
 from detector.config.schemas import CompareRecipeConfig
 from detector.errors import ConfigError
 from detector.interop import ultralytics as ul
@@ -190,7 +191,7 @@ def ultralytics_train_args(
         "verbose": False,
         # an end-to-end model (YOLO26): validate, and so choose best.pt, by the one-to-one branch as ours
         # does (their default is the one-to-many branch with NMS)
-        **({"nms": False} if recipe.model.startswith("yolo26") else {}),
+        **({"nms": False} if end_to_end(recipe) else {}),
         **ul.TRAIN_AUGMENT,
     }
 
@@ -269,8 +270,13 @@ def _optimizer(recipe: Recipe) -> str:
     return "SGD"
 
 
+def end_to_end(recipe: Recipe) -> bool:
+    """Whether the recipe's model has an end-to-end head (YOLO26), as its model config says."""
+    return bool(model_config(recipe.model, 1)["head"].get("end2end"))
+
+
 def _branch_note(recipe: Recipe) -> str:
-    if not recipe.model.startswith("yolo26"):
+    if not end_to_end(recipe):
         return ""
     return " of the end-to-end (one-to-one) branch (theirs with nms=False), each trained with its end-to-end loss"
 
