@@ -186,6 +186,13 @@ class MuSGDConfig(SGDConfig):  # SGD's settings, and the Muon part's
     cls_lr_gain: float = 3.0  # lr multiplier of the head's class branches
 
 
+class RecipeLoader(str, Enum):
+    """The training loader compare's recipe gives our trainer."""
+
+    ours = "ours"  # our loader and augmentation (configs/augment/default.yaml)
+    ultralytics = "ultralytics"  # Ultralytics' training loader with the same augmentation (a diagnostic)
+
+
 class RecipeOptimizer(str, Enum):
     """Optimizers compare's recipe can give both trainers: ours ``optim=<name>``, theirs ``optimizer=``."""
 
@@ -488,6 +495,7 @@ class CompareRecipeConfig:
     amp: bool = True  # each trainer's mixed precision on CUDA (bf16 where supported, else fp16); off on CPU
     patience: int = 100
     ours: list[str] = field(default_factory=list)  # extra train.py overrides for our side only
+    our_loader: RecipeLoader = RecipeLoader.ours  # ultralytics: our trainer on their training batches (loader swap)
 
 
 @dataclass

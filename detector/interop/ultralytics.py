@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -173,6 +173,53 @@ def ultralytics_train_loader(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_dataloader(dataset, batch, workers, shuffle=True, rank=-1, device=device)
+
+
+class TrainingBatch(NamedTuple):
+    """What our training loop reads of a batch."""
+
+    images: torch.Tensor  # [B, 3, H, W] uint8 RGB
+    targets: Targets
+
+
+class UltralyticsTrainingBatches:
+    """Ultralytics' training loader (:func:`ultralytics_train_loader`) seen as our training loop's
+    loader: each ``iter()`` yields one epoch of ``(images, targets)`` batches (uint8 RGB images,
+    :class:`Targets` in input pixels), and ``set_epoch`` closes mosaic from epoch ``close_epoch`` on
+    as their trainer does (``close_mosaic`` with their augmentation settings, then a fresh set of
+    workers). The loop finds ``set_epoch`` through ``sampler`` and ``dataset``, both this object; the
+    checkpointer saves ``generator``, their loader's shuffling generator. A run cannot resume
+    mid-epoch on it (their sampler cannot skip the batches already seen).
+
+    For the head-to-head's loader swap (``scripts/compare.py mode=train recipe.our_loader=ultralytics``):
+    our trainer, their data, to tell a difference in the data from one in the training loop."""
+
+    def __init__(
+        self, data_yaml: str | Path, imgsz: int, batch: int, workers: int, seed: int, close_epoch: int | None
+    ) -> None:
+        self.loader: Any = ultralytics_train_loader(data_yaml, imgsz, batch, workers, seed)
+        self.close_epoch = close_epoch
+        self.closed = False
+        self.sampler = self.dataset = self
+        self.generator = self.loader.generator
+        self.batch_size = batch
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        if start:
+            raise RuntimeError("a run on Ultralytics' training loader cannot resume mid-epoch")
+        if self.close_epoch is not None and epoch >= self.close_epoch and not self.closed:
+            from ultralytics.cfg import get_cfg
+
+            self.loader.dataset.close_mosaic(hyp=get_cfg(overrides=dict(TRAIN_AUGMENT)))
+            self.loader.reset()
+            self.closed = True
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterable[TrainingBatch]:
+        for batch in self.loader:
+            yield TrainingBatch(*batch_targets(batch))
 
 
 # --------------------------------------------------------------------------- validation and prediction

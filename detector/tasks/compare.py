@@ -22,7 +22,7 @@ from rich.console import Console
 
 import detector
 from detector.config import CONFIG_DIR, compose, instantiate_node, validate
-from detector.config.schemas import CompareConfig, CompareMode
+from detector.config.schemas import CompareConfig, CompareMode, RecipeLoader
 from detector.data.build import load_split
 from detector.data.index import SplitIndex
 from detector.device import select_device
@@ -49,6 +49,7 @@ from detector.tools.compare.headtohead import (
     check_recipe_model,
     our_overrides,
     recipe_notes,
+    their_batches,
     train_ours,
     train_ultralytics,
     ultralytics_amp,
@@ -196,6 +197,7 @@ def training_sides(
 
     data_node: dict[str, Any] = OmegaConf.to_container(data, resolve=True, enum_to_str=True)  # type: ignore[assignment]
     workers = recipe.workers  # Ultralytics' trainer itself turns this to 0 on a CPU
+    swapped = recipe.our_loader == RecipeLoader.ultralytics
 
     def train_config(seed: int, folder: Path) -> DictConfig:
         recipe_at = dataclasses.replace(recipe, seed=seed)
@@ -207,7 +209,10 @@ def training_sides(
     def train_ours_at(seed: int, folder: Path) -> TrainedRun:
         train_cfg = train_config(seed, folder)
         options = train_cfg.train
-        return train_ours(lambda: train(train_cfg), int(options.epochs), int(options.workers), int(options.patience))
+        batches = their_batches(recipe, data_yaml, settings.imgsz, seed) if swapped else None
+        return train_ours(
+            lambda: train(train_cfg, batches=batches), int(options.epochs), int(options.workers), int(options.patience)
+        )
 
     amp = ultralytics_amp(recipe, device)
 
@@ -221,6 +226,8 @@ def training_sides(
     versions = {"torch": torch.__version__, "albumentations": _version("albumentations")}
     code = source_digest(Path(detector.__file__).parent, CONFIG_DIR)
     ours_inputs = our_key_inputs(plain, code, versions, str(device))
+    if swapped:
+        ours_inputs["loader"] = {"ultralytics": ul.version(), "augment": ul.TRAIN_AUGMENT}
     their_versions = {"ultralytics": ul.version(), "torch": torch.__version__}
     their_inputs = their_key_inputs(model_yaml, their_args(recipe.seed, Path(".")), data_node, their_versions)
     return [

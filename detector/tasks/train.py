@@ -7,6 +7,7 @@ nothing below takes the config.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -47,8 +48,12 @@ from detector.train.validation import Validator
 RESUMABLE = ("train.", "device", "logger.")  # what a resumed run may change on the command line
 
 
-def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
-    """Train from a composed, validated config (or resume a run); returns the run directory."""
+def run(
+    cfg: DictConfig, command_line: CommandLine = CommandLine(), batches: Callable[[], Iterable] | None = None
+) -> Path:
+    """Train from a composed, validated config (or resume a run); returns the run directory.
+    ``batches``: makes the training loader in place of ours (the head-to-head's loader swap: an
+    iterable of batches with ``images`` and ``targets`` per epoch, and ``set_epoch`` as ours has)."""
     console = Console(stderr=True)
     payload = None
     if cfg.resume:
@@ -61,14 +66,21 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     if process.distributed and device.type == "cuda":
         device = torch.device("cuda", process.local_rank)
     try:
-        return _train(cfg, payload, device, process, console)
+        return _train(cfg, payload, device, process, console, batches)
     except StopTraining as err:
         raise ConfigError(str(err)) from err
     finally:
         teardown(process)
 
 
-def _train(cfg: DictConfig, payload: dict | None, device: torch.device, process: Process, console: Console) -> Path:
+def _train(
+    cfg: DictConfig,
+    payload: dict | None,
+    device: torch.device,
+    process: Process,
+    console: Console,
+    batches: Callable[[], Iterable] | None = None,
+) -> Path:
     options: TrainLoopConfig = OmegaConf.to_object(cfg.train)
     settings = LoopSettings(**{f.name: getattr(options, f.name) for f in fields(LoopSettings)})
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # also what checkpoints keep
@@ -77,7 +89,7 @@ def _train(cfg: DictConfig, payload: dict | None, device: torch.device, process:
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.deterministic = True
     model = training_model(cfg.model, options, payload is None, process, device, console)
-    train_index, val_index, loader = training_data(cfg.data, cfg.augment, cfg.imgsz, options, process, console)
+    train_index, val_index, loader = training_data(cfg.data, cfg.augment, cfg.imgsz, options, process, console, batches)
     parts = step_parts(model, cfg.optim, options, device, process)
     schedule = instantiate_node(plain["schedule"], "schedule")(epochs=options.epochs)
 
@@ -139,15 +151,18 @@ def training_data(
     options: TrainLoopConfig,
     process: Process,
     console: Console,
+    batches: Callable[[], Iterable] | None = None,
 ) -> tuple[SplitIndex, SplitIndex | None, DataLoader]:
     """The train split (its first ``train.fraction``) and its loader of this process's share of
-    ``train.batch``; the val split when ``train.val``."""
+    ``train.batch`` (or what ``batches()`` makes); the val split when ``train.val``."""
     log = console.print if process.main else (lambda *a, **k: None)
     source = instantiate_node(data_cfg, "data")
     train_index = load_split(source, "train", log=log)
     val_index = load_split(source, "val", log=log) if options.val else None
     if options.fraction < 1.0:
         train_index = train_index.head(max(1, round(len(train_index) * options.fraction)))
+    if batches is not None:
+        return train_index, val_index, batches()  # type: ignore[return-value]
     per_process = max(options.batch // process.world_size, 1)
     augment = AugmentSettings(**instantiate_node(augment_cfg, "augment"))
     dataset = train_dataset(train_index, augment, imgsz, options.seed, options.epochs, options.cache_images)

@@ -120,6 +120,20 @@ def train_ours(train: Callable[[], str | Path], epochs: int, workers: int, patie
     return TrainedRun(weights, run_dir, epochs, round(images), seconds, wall, workers, curve)
 
 
+def their_batches(recipe: Recipe, data_yaml: Path, imgsz: int, seed: int) -> Callable[[], Any]:
+    """For ``recipe.our_loader=ultralytics``: makes Ultralytics' training loader at ``seed`` for our
+    loop, mosaic closed for the recipe's last ``close_mosaic`` epochs, as their trainer closes it.
+    Our side's ``recipe.ours`` may not change what their loader would ignore (augmentation, fraction)."""
+    ignored = [o for o in recipe.ours if o.lstrip("+~").startswith(("augment", "train.fraction", "train.cache"))]
+    if ignored:
+        raise ConfigError(
+            f"recipe.our_loader=ultralytics trains on Ultralytics' batches, which {', '.join(ignored)} would not "
+            "change: drop it from recipe.ours"
+        )
+    close = recipe.epochs - recipe.close_mosaic if recipe.close_mosaic > 0 else None
+    return lambda: ul.UltralyticsTrainingBatches(data_yaml, imgsz, recipe.batch, recipe.workers, seed, close)
+
+
 def training_finished(last: Path, epochs: int, patience: int) -> bool:
     """Whether our run whose ``last.pt`` this is went through all ``epochs`` or stopped for ``patience``
     (its loop state, saved after every epoch and at an interrupt, says which)."""
@@ -236,7 +250,15 @@ def recipe_notes(
     """What the two runs share, and what differs by design of the two trainers (``seeds``: every seed
     both trained at; default ``recipe.seed``)."""
     seed = f"seed {recipe.seed}" if len(seeds) < 2 else f"seeds {', '.join(map(str, seeds))} (both sides at each)"
-    return [
+    swap = (
+        [
+            "Loader swap (recipe.our_loader=ultralytics): our trainer trained on Ultralytics' training loader and "
+            "augmentation, not ours; both sides saw Ultralytics' kind of batches."
+        ]
+        if recipe.our_loader.value == "ultralytics"
+        else []
+    )
+    return swap + [
         f"Matched: architecture {recipe.model} (the same layers and parameter "
         f"count in both libraries), data and splits, imgsz, {recipe.epochs} epochs, batch {recipe.batch}, nominal "
         f"batch {recipe.nbs} (gradient accumulation and weight-decay scaling), {_optimizer(recipe)} with Nesterov momentum "
