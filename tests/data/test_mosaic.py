@@ -164,3 +164,69 @@ def test_hsv_jitter_is_an_albumentations_transform_seeded_by_compose() -> None:
     assert not np.array_equal(first, compose_(image=image)["image"])
     with pytest.raises(ValueError, match="uint8 RGB"):
         HSVJitter().apply(image.astype(np.float32), 0.0, 1.0, 1.0)
+
+
+def painted_rectangles(root, count: int = 24):
+    """A YOLO split of ``count`` grey images (some square, some not) with one rectangle each, painted
+    pure blue on the grey of the mosaic's fill, its label exact to the pixel."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    for k in range(count):
+        h, w = (160, 160) if k % 2 == 0 else (int(rng.integers(100, 200)), int(rng.integers(100, 200)))
+        bw, bh = int(rng.integers(6, 50)), int(rng.integers(6, 50))
+        x0, y0 = int(rng.integers(0, w - bw)), int(rng.integers(0, h - bh))
+        image = np.full((h, w, 3), 114, np.uint8)
+        image[y0 : y0 + bh, x0 : x0 + bw] = (255, 114, 114)  # BGR
+        cv2.imwrite(str(root / "images" / f"{k:03d}.png"), image)
+        (root / "labels" / f"{k:03d}.txt").write_text(f"0 {(x0 + bw / 2) / w} {(y0 + bh / 2) / h} {bw / w} {bh / h}\n")
+    return YoloSource(["box"], 1, path=str(root), train="images")
+
+
+def label_offsets(image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
+    """Per box: centre offset (x, y) of the painted pixels from the label's centre and width/height
+    offsets, in pixels. Blending with the grey is linear, so the blue channel's excess over the grey
+    gives each pixel's covered fraction even at resampled edges."""
+    cover = np.clip((image[..., 2].astype(np.float64) - 114) / 141, 0, 1)  # RGB: blue last
+    rows = []
+    for x1, y1, x2, y2 in boxes:
+        X0, Y0 = max(int(x1) - 3, 0), max(int(y1) - 3, 0)
+        X1, Y1 = min(int(np.ceil(x2)) + 3, image.shape[1]), min(int(np.ceil(y2)) + 3, image.shape[0])
+        c = cover[Y0:Y1, X0:X1]
+        ys, xs = np.mgrid[Y0:Y1, X0:X1] + 0.5  # pixel centres
+        mass = c.sum()
+        cols, lines = c.sum(0), c.sum(1)
+        rows.append(
+            [
+                (c * xs).sum() / mass - (x1 + x2) / 2,
+                (c * ys).sum() / mass - (y1 + y2) / 2,
+                cols.sum() / cols.max() - (x2 - x1),
+                lines.sum() / lines.max() - (y2 - y1),
+            ]
+        )
+    return np.array(rows).reshape(-1, 4)
+
+
+@pytest.mark.parametrize("mosaic", [True, False])
+def test_augmented_labels_sit_on_the_painted_pixels(mosaic: bool, tmp_path) -> None:
+    """Through the whole training pipeline (mosaic, random scale and translation, flip; or the
+    letterbox and affine of the close-mosaic epochs), each label stays on its object to a tenth of a
+    pixel on average: the painted rectangle's centre and extent, measured from the pixels, against the
+    label. (Ultralytics' loader on the same images: centre offsets of 0.15 px spread, about 0.05 px mean.)"""
+    index = verify_split(painted_rectangles(tmp_path / "painted").split("train"))
+    overrides = ("augment.color=null",) if mosaic else ("augment.color=null", "augment.mosaic.p=0")
+    dataset = train_dataset(index, augment_settings(SIZE, *overrides), SIZE, seed=0, epochs=None)
+    dataset.set_batch_size(8)
+    offsets = []
+    for epoch in range(2):
+        dataset.set_epoch(epoch)
+        for i in range(len(dataset)):
+            item = dataset[i]
+            boxes = item.boxes.numpy()
+            boxes = boxes[(boxes[:, 2] - boxes[:, 0] >= 3) & (boxes[:, 3] - boxes[:, 1] >= 3)]  # a few pixels at least
+            offsets.append(label_offsets(item.image.permute(1, 2, 0).numpy(), boxes))
+    offsets = np.concatenate(offsets)
+    assert len(offsets) >= 40
+    centre, extent = offsets[:, :2], offsets[:, 2:]
+    assert np.abs(centre.mean(0)).max() < 0.02 and centre.std(0).max() < 0.1 and np.abs(centre).max() < 0.5
+    assert np.abs(np.median(extent, 0)).max() < 0.05 and np.abs(extent).max() < 1.0
