@@ -14,6 +14,7 @@ import torch
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_CONFIG_DIR", tempfile.mkdtemp(prefix="ultralytics-settings-"))
 os.environ.setdefault("DETECTOR_CACHE", tempfile.mkdtemp(prefix="detector-cache-"))  # the doctor's cache
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # MLflow sends no usage data from the tests
 
 # The tiny dataset: 8 train and 4 val images of the built-in shapes data, generated at 96 px. Every
 # test that points data.root at the shared folder passes exactly these (another count would make
@@ -59,3 +60,14 @@ def tiny_run(tiny_data: list[str], tmp_path: Path) -> list[str]:
         "schedule.warmup_epochs=0",
         f"project={tmp_path / 'runs'}",
     ]
+
+
+@pytest.fixture(scope="session")
+def mlflow_uri(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One local MLflow store (SQLite) for the session, for ``logger.mlflow.tracking_uri``: creating its
+    tables takes seconds, so they are made once."""
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
+    MlflowClient(tracking_uri=uri).search_experiments()
+    return uri

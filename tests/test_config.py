@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
+import yaml
 from omegaconf import OmegaConf
 
 from detector import build_model
@@ -12,6 +15,7 @@ from detector.config import compose, instantiate_node
 from detector.data.build import AugmentSettings, train_pipeline
 from detector.device import select_device
 from detector.errors import ConfigError, DataError
+from detector.train.loggers import open_loggers
 from tests.helpers import REPO, run_script
 
 TRAIN = str(REPO / "train.py")
@@ -45,7 +49,7 @@ def test_cli_rejects_bad_config_in_one_line(tmp_path, overrides: list[str], key:
         (["model=yolov9z"], "unknown model 'yolov9z'; choose one of:"),
         (["model/backbone=resnet9"], "unknown model/backbone 'resnet9'"),
         (["optim=adamw", "optim.momentum=0.9"], "unknown key 'optim.momentum'"),
-        (["logger=wandb", "logger.mode=sometimes"], "invalid value for 'logger.mode'"),
+        (["logger=wandb", "logger.wandb.mode=sometimes"], "invalid value for 'logger.wandb.mode'"),
         (["data.num_classes=3"], "data.names has 6 entries but data.num_classes is 3"),
         (["model.head.num_classes=4"], "model.head.num_classes=4 but data.num_classes=6"),
         (["imgsz=100"], "imgsz=100 must be a positive multiple of 32"),
@@ -84,10 +88,10 @@ def test_components_and_scales_can_be_overridden() -> None:
         if p.parent.name not in ("model", "setup")
     ],
 )
-def test_every_group_option_composes_and_builds(group: str, option: str, tmp_path) -> None:
+def test_every_group_option_composes_and_builds(group: str, option: str, tmp_path, request) -> None:
     """Each option of each group composes, and what it describes is built and works: the transforms
-    make a pipeline, the optimizer steps, the schedule gives factors, the logger writes, the data
-    source lists its images (or names the missing file in one line)."""
+    make a pipeline, the optimizer steps, the schedule gives factors, the loggers write, the data
+    source lists its images (or names the missing file in one line), a search's parameters exist."""
     if (group, option) in {("data", "yolo"), ("data", "coco_json")}:  # they need a file: one clear line
         with pytest.raises(ConfigError, match="no dataset file given: set data"):
             compose("train", [f"{group}={option}"])
@@ -114,13 +118,20 @@ def test_every_group_option_composes_and_builds(group: str, option: str, tmp_pat
         assert schedule.factor(0) == pytest.approx(1.0)
         assert schedule.factor(10) == pytest.approx(cfg.schedule.final_lr_ratio)
     elif group == "logger":
+        makers = {key: instantiate_node(node, f"logger.{key}") for key, node in cfg.logger.items()}
+        assert list(makers) == (["csv"] if option == "csv" else ["csv", option])  # every option writes the CSV
         if option == "wandb":  # starting a real run is the training tests' business; it builds offline
-            assert callable(instantiate_node(cfg.logger, "logger"))
+            assert callable(makers["wandb"])
             return
-        loggers = instantiate_node(cfg.logger, "logger")(run_dir=tmp_path)
+        if option == "mlflow":  # the session's store, not the default one under ./runs
+            makers["mlflow"] = functools.partial(makers["mlflow"], tracking_uri=request.getfixturevalue("mlflow_uri"))
+        loggers = open_loggers(makers, tmp_path, {}, "exp")
         loggers.log_epoch(0, {"train/box": 1.0})
         loggers.finish()
         assert (tmp_path / "metrics.csv").is_file()
+    elif group == "hparams_search":  # every searched key is a key of the training config
+        params = yaml.safe_load((REPO / "configs" / group / f"{option}.yaml").read_text())["hydra"]["sweeper"]["params"]
+        assert params and all(OmegaConf.select(cfg, key) is not None for key in params)
     elif group == "data":
         source = instantiate_node(cfg.data, "data")
         try:

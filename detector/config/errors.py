@@ -17,6 +17,8 @@ from omegaconf.errors import (
 from detector.config.store import CONFIG_DIR
 from detector.errors import DataError
 
+PLUGINS = {"hydra/sweeper/optuna": "hydra-optuna-sweeper"}  # Hydra options that a plugin package provides
+
 
 def describe_error(err: BaseException) -> str:
     """One line for a Hydra / OmegaConf error: which key or option, and what is wrong with it."""
@@ -34,7 +36,9 @@ def describe_error(err: BaseException) -> str:
             group, _, choice = e.missing_cfg_file.rpartition("/")
             options = [o for o in (e.options or []) if not o.startswith("schema")]
             if group and options:
-                return f"unknown {group} '{choice}'; choose one of: {', '.join(sorted(options))}"
+                plugin = PLUGINS.get(e.missing_cfg_file)
+                needs = f" (a Hydra plugin: pip install {plugin})" if plugin else ""
+                return f"unknown {group} '{choice}'; choose one of: {', '.join(sorted(options))}{needs}"
             return f"config '{e.missing_cfg_file}' not found in {CONFIG_DIR}"
     for e in chain:
         if isinstance(e, (ConfigKeyError, ConfigAttributeError)) and e.full_key:

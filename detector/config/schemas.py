@@ -238,8 +238,9 @@ class WandbMode(str, Enum):
 
 @dataclass
 class LoggerConfig:
-    """The run's loggers (``logger=csv|wandb``): a partial of a function of ``run_dir``, ``run_id`` and
-    ``name`` returning a :class:`detector.train.loggers.MultiLogger`."""
+    """One logger of the run, under ``logger.<key>`` (``logger=tensorboard``; several:
+    ``logger=[tensorboard,mlflow]``): a partial of a class built from ``run_dir``, ``run_id`` and
+    ``name`` (:func:`detector.train.loggers.open_loggers`)."""
 
     _target_: str = MISSING
     _partial_: bool = True
@@ -247,12 +248,27 @@ class LoggerConfig:
 
 @dataclass
 class CSVLoggerConfig(LoggerConfig):
-    _target_: str = "detector.train.loggers.csv_loggers"
+    _target_: str = "detector.train.loggers.CSVLogger"
+
+
+@dataclass
+class TensorBoardLoggerConfig(LoggerConfig):
+    _target_: str = "detector.train.loggers.TensorBoardLogger"
+
+
+@dataclass
+class MLflowLoggerConfig(LoggerConfig):
+    _target_: str = "detector.train.loggers.MLflowLogger"
+    # $MLFLOW_TRACKING_URI when set, else a local database beside the run directories (no server);
+    # a server: http://host:5000
+    tracking_uri: str = "${oc.env:MLFLOW_TRACKING_URI,'sqlite:///${project}/mlflow.db'}"
+    experiment: str = "detector"
+    tags: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
 class WandbLoggerConfig(LoggerConfig):
-    _target_: str = "detector.train.loggers.wandb_loggers"
+    _target_: str = "detector.train.loggers.WandbLogger"
     project: str = "detector"
     entity: Optional[str] = None
     mode: WandbMode = WandbMode.online
@@ -334,7 +350,7 @@ class TrainConfig(RunConfig):
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: Any = MISSING
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)  # typed by the chosen option's schema
+    logger: dict[str, LoggerConfig] = field(default_factory=dict)  # each typed by its option's schema
     train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
 
 
@@ -595,7 +611,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "schema/head": {"dfl": DetectHeadConfig, "detect": DetectHeadConfig},
     "schema/optim": {"sgd": SGDConfig, "adamw": AdamWConfig, "musgd": MuSGDConfig},
     "schema/schedule": {"cosine": CosineScheduleConfig, "linear": LinearScheduleConfig},
-    "schema/logger": {"csv": CSVLoggerConfig, "wandb": WandbLoggerConfig},
+    "schema/logger": {
+        "csv": CSVLoggerConfig,
+        "tensorboard": TensorBoardLoggerConfig,
+        "mlflow": MLflowLoggerConfig,
+        "wandb": WandbLoggerConfig,
+    },
     "schema/data": {
         "shapes": ShapesDataConfig,
         "crowd": CrowdDataConfig,

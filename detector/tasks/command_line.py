@@ -11,14 +11,17 @@ from dataclasses import dataclass, field
 class CommandLine:
     overrides: tuple[str, ...] = ()  # as typed: train.epochs=50, model=yolo11s, ...
     choices: dict[str, str] = field(default_factory=dict)  # config group -> chosen option (model -> yolov8n)
+    job: int | None = None  # the job's number in a sweep (-m), None in a single run
 
     @classmethod
     def from_hydra(cls) -> CommandLine:
-        """The running Hydra app's overrides and choices (empty outside a Hydra app)."""
+        """The running Hydra app's overrides, choices and job number (empty outside a Hydra app)."""
         from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
 
         if not HydraConfig.initialized():
             return cls()
         hydra = HydraConfig.get()
         choices = {str(k): str(v) for k, v in hydra.runtime.choices.items() if v is not None}
-        return cls(tuple(hydra.overrides.task), choices)
+        job = int(hydra.job.num) if hydra.mode == RunMode.MULTIRUN else None
+        return cls(tuple(hydra.overrides.task), choices, job)

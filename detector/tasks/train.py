@@ -7,6 +7,7 @@ nothing below takes the config.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import fields
 from pathlib import Path
@@ -37,7 +38,7 @@ from detector.tasks.command_line import CommandLine
 from detector.train.checkpointer import Checkpointer, RunRecord
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
-from detector.train.loggers import Logger, MultiLogger
+from detector.train.loggers import Logger, MultiLogger, open_loggers
 from detector.train.loop import Loop, train_epochs
 from detector.train.optim import build_optimizer
 from detector.train.state import LoopSettings, LoopState
@@ -73,6 +74,29 @@ def run(
         teardown(process)
 
 
+def objective(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> float | None:
+    """``train.py``'s task: :func:`run`, then the run's fitness (:func:`run_fitness`), which Hydra hands
+    to a sweeper as the value to optimise (``python train.py -m hparams_search=optuna``). None in the
+    other processes of a torchrun run, which keep no checkpoint."""
+    if command_line.job is not None and cfg.exist_ok:
+        raise ConfigError("exist_ok=true in a sweep (-m) would make every job train in the same run directory")
+    run_dir = run(cfg, command_line)
+    if os.environ.get("RANK", "0") != "0":  # torchrun's other processes (see detector.train.distributed)
+        return None
+    fitness = run_fitness(run_dir)
+    if command_line.job is not None:
+        what = cfg.train.fitness if cfg.train.val else "minus the box loss (train.val=false)"
+        Console(stderr=True).print(f"job {command_line.job}: fitness {fitness:.6g}, {what}, in {run_dir}")
+    return fitness
+
+
+def run_fitness(run_dir: Path) -> float:
+    """A training run's fitness: the best ``train.fitness`` over its epochs, the value that chose
+    ``weights/best.pt`` (by default the EMA weights' validation mAP50-95; without validation, minus the
+    box loss), as ``weights/last.pt`` records it."""
+    return float(read_checkpoint(Path(run_dir) / "weights" / "last.pt")["best_fitness"])
+
+
 def _train(
     cfg: DictConfig,
     payload: dict | None,
@@ -97,14 +121,15 @@ def _train(
         run_dir = Path(payload["train"]["run_dir"])
     else:
         run_dir = make_run_dir(cfg.project, cfg.task, cfg.name, cfg.exist_ok) if process.main else Path(".")
-    loggers: Logger = MultiLogger([])  # the other ranks log nothing
+    loggers = MultiLogger()  # the other ranks log nothing
     if process.main:
         write_text_atomic(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        run_id = payload["train"].get("logger_run_id") if payload else None
-        loggers = instantiate_node(plain["logger"], "logger")(run_dir, run_id=run_id, name=cfg.name)
+        makers = {key: instantiate_node(node, f"logger.{key}") for key, node in plain["logger"].items()}
+        run_ids = saved_run_ids(payload["train"].get("logger_run_id") if payload else None)
+        loggers = open_loggers(makers, run_dir, run_ids, run_dir.name)
         loggers.log_config(plain)
         print_summary(model, cfg.imgsz, len(train_index), options.batch, process, device, run_dir, console)
-    record = RunRecord(plain, plain["data"]["names"], cfg.imgsz, run_dir, loggers.run_id)
+    record = RunRecord(plain, plain["data"]["names"], cfg.imgsz, run_dir, loggers.run_ids)
     checkpointer = Checkpointer(run_dir / "weights", parts, loader, record, options.save_period, process.main)
     state = checkpointer.restore(payload) if payload is not None else LoopState()
 
@@ -252,7 +277,7 @@ def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
 
     saved = upgraded(saved)
     cfg = OmegaConf.structured(TrainConfig)
-    cfg.logger = OmegaConf.structured(schema_of("logger", saved["logger"]))  # the saved option's own keys
+    cfg.logger = {key: OmegaConf.structured(schema_of("logger", node)) for key, node in saved["logger"].items()}
     try:
         cfg = OmegaConf.merge(cfg, saved)
         for override in OverridesParser.create().parse_overrides(overrides):
@@ -263,6 +288,11 @@ def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
                 raise ConfigError(
                     f"{override.input_line}: a resumed run keeps its model, data and augmentation; only "
                     "train.*, device and logger.* can change, one value each"
+                )
+            if key.startswith("logger.") and key.split(".")[1] not in cfg.logger:
+                raise ConfigError(
+                    f"{override.input_line}: this run has no logger '{key.split('.')[1]}' (it has "
+                    f"{', '.join(cfg.logger)}); a resumed run keeps its loggers"
                 )
             OmegaConf.update(cfg, key, None if override.is_delete() else override.value(), merge=True)
     except (HydraException, OmegaConfBaseException) as err:
@@ -282,12 +312,42 @@ def schema_of(group: str, node: dict) -> type:
 
 def upgraded(saved: dict) -> dict:
     """A config saved before ``schedule`` and ``logger`` were ``_target_`` nodes (``schedule.shape``,
-    ``logger.backend``), rewritten as the option it named."""
+    ``logger.backend``), rewritten as the option it named; a ``logger`` saved before it held one node
+    per logger, as :func:`upgraded_loggers` says."""
     saved = dict(saved)
-    for group, name_key in (("schedule", "shape"), ("logger", "backend")):
-        node = dict(saved.get(group) or {})
-        if name_key in node:
-            schema = SCHEMAS[f"schema/{group}"][str(node.pop(name_key))]
-            keys = {f.name for f in fields(schema)}
-            saved[group] = {"_target_": schema._target_, **{k: v for k, v in node.items() if k in keys}}
+    node = dict(saved.get("schedule") or {})
+    if "shape" in node:
+        schema = SCHEMAS["schema/schedule"][str(node.pop("shape"))]
+        keys = {f.name for f in fields(schema)}
+        saved["schedule"] = {"_target_": schema._target_, **{k: v for k, v in node.items() if k in keys}}
+    saved["logger"] = upgraded_loggers(dict(saved.get("logger") or {}))
     return saved
+
+
+LEGACY_LOGGERS = {"detector.train.loggers.csv_loggers": "csv", "detector.train.loggers.wandb_loggers": "wandb"}
+
+
+def upgraded_loggers(node: dict) -> dict:
+    """The one ``logger`` node of a config saved before ``logger.<key>`` (``_target_`` one of
+    :data:`LEGACY_LOGGERS`, or older, ``backend: csv|wandb``), as the nodes its option makes now: the CSV
+    logger, and the wandb one with the keys it had. Anything else is returned as it is."""
+    if "backend" in node:
+        option = str(node.pop("backend"))
+    elif node.get("_target_") in LEGACY_LOGGERS:
+        option = LEGACY_LOGGERS[node.pop("_target_")]
+    else:
+        return node
+    nodes = {"csv": {"_target_": SCHEMAS["schema/logger"]["csv"]._target_, "_partial_": True}}
+    if option != "csv":
+        schema = SCHEMAS["schema/logger"][option]
+        keys = {f.name for f in fields(schema)}
+        nodes[option] = {**{k: v for k, v in node.items() if k in keys}, "_target_": schema._target_}
+    return nodes
+
+
+def saved_run_ids(saved: str | dict | None) -> dict[str, str]:
+    """The trackers' run ids a checkpoint keeps, by logger key; a checkpoint from before several
+    trackers kept the one id of its wandb run."""
+    if saved is None:
+        return {}
+    return {"wandb": saved} if isinstance(saved, str) else dict(saved)

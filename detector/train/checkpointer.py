@@ -27,7 +27,7 @@ class RunRecord:
     names: list[str]  # class names, in class-index order
     imgsz: int
     run_dir: Path
-    logger_run_id: str | None = None  # the tracker's run, continued on resume
+    logger_run_id: dict[str, str] | None = None  # the trackers' run ids by logger key, continued on resume
 
 
 def rng_state(loader_generator: torch.Generator) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Experiment loggers: the CSV file and plot, and wandb in offline and disabled modes (never online)."""
+"""Experiment loggers: the CSV file and plot, wandb in offline and disabled modes (never online), and
+the logger options as the task builds them (TensorBoard and MLflow: tests/train/test_trackers.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from detector.config import compose, instantiate_node
 from detector.errors import ConfigError
-from detector.train.loggers import CSVLogger, MultiLogger, WandbLogger, wandb_loggers
+from detector.train.loggers import CSVLogger, MultiLogger, WandbLogger, open_loggers
 
 
 def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -131,9 +132,15 @@ def test_wandb_online_failure_falls_back_to_offline(wandb_env: Path) -> None:
     assert (offline / f"run-{logger.run_id}.wandb").is_file()
 
 
+def makers(*overrides: str) -> dict:
+    """The ``logger`` option's nodes as the task instantiates them, by key."""
+    nodes = compose("train", list(overrides)).logger
+    return {key: instantiate_node(node, f"logger.{key}") for key, node in nodes.items()}
+
+
 def test_wandb_disabled_writes_nothing(wandb_env: Path) -> None:
-    logger = wandb_loggers(wandb_env, "detector-tests", None, "disabled", [], run_id=None, name=None)
-    assert isinstance(logger, MultiLogger) and len(logger.loggers) == 2
+    logger = open_loggers(makers("logger=wandb", "logger.wandb.mode=disabled"), wandb_env, {}, None)
+    assert isinstance(logger, MultiLogger) and [type(x) for x in logger.loggers.values()] == [CSVLogger, WandbLogger]
     logger.log_config({"epochs": 1})
     logger.log_epoch(0, {"loss": 1.0})
     with pytest.warns(UserWarning, match="missing.txt"):
@@ -144,10 +151,12 @@ def test_wandb_disabled_writes_nothing(wandb_env: Path) -> None:
 
 
 def test_build_loggers_and_bad_values(tmp_path: Path) -> None:
-    make = instantiate_node(compose("train", ["logger=csv"]).logger, "logger")  # the logger option's _target_
-    logger = make(tmp_path, run_id=None, name=None)
-    assert [type(x) for x in logger.loggers] == [CSVLogger] and logger.run_id is None
-    with pytest.raises(ConfigError, match="logger"):
-        compose("train", ["logger=tensorboard"])
+    logger = open_loggers(makers("logger=csv"), tmp_path, {}, None)  # the logger option's _target_
+    assert list(logger.loggers) == ["csv"] and isinstance(logger.loggers["csv"], CSVLogger)
+    assert logger.run_id is None and logger.run_ids == {}
+    with pytest.raises(ConfigError, match="unknown logger 'neptune'"):
+        compose("train", ["logger=neptune"])
+    with pytest.raises(ConfigError, match="unknown key 'logger.mode'"):
+        compose("train", ["logger=wandb", "logger.mode=offline"])  # the wandb logger's keys: logger.wandb.*
     with pytest.raises(ValueError, match="mode"):
         WandbLogger(tmp_path, project="p", entity=None, mode="shared", tags=[])

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 from detector.config import compose, instantiate_node
 from detector.errors import ConfigError
 from detector.tasks.train import resumed_config
-from detector.train.loggers import CSVLogger, WandbLogger
+from detector.train.loggers import CSVLogger, TensorBoardLogger, WandbLogger, open_loggers
 from detector.train.optim import LinearSchedule
 
 
@@ -25,12 +25,12 @@ def test_train_device_and_logger_values_change() -> None:
             "resume=runs/train/exp/weights/last.pt",
             "train.epochs=5",
             "device=cpu",
-            "logger.mode=offline",
-            "+logger.tags=[a,b]",
+            "logger.wandb.mode=offline",
+            "+logger.wandb.tags=[a,b]",
         ],
     )
     assert cfg.resume is None and cfg.train.epochs == 5 and cfg.device == "cpu"
-    assert cfg.logger.mode == "offline" and list(cfg.logger.tags) == ["a", "b"]
+    assert cfg.logger.wandb.mode == "offline" and list(cfg.logger.wandb.tags) == ["a", "b"]
     assert cfg.model == compose("train", []).model  # the rest as saved
 
 
@@ -43,7 +43,8 @@ def test_train_device_and_logger_values_change() -> None:
         ("train.epochs=1,2", "only train.*, device and logger.* can change, one value each"),
         ("train.epochz=2", "unknown key 'train.epochz' (did you mean 'train.epochs'?)"),
         ("train.epochs=many", "invalid value for 'train.epochs'"),
-        ("logger.mode=sometimes", "invalid value for 'logger.mode'"),
+        ("logger.wandb.mode=sometimes", "invalid value for 'logger.wandb.mode'"),
+        ("logger.mlflow.experiment=x", "this run has no logger 'mlflow' (it has csv, wandb)"),
         ("train.epochs=[", "cannot parse override 'train.epochs=['"),
     ],
 )
@@ -66,19 +67,51 @@ def test_a_config_saved_with_schedule_shape_and_logger_backend_resumes() -> None
     cfg = resumed_config(old, ["train.epochs=2"])
     schedule = instantiate_node(cfg.schedule, "schedule")(epochs=10)
     assert isinstance(schedule, LinearSchedule) and schedule.final_lr_ratio == 0.05 and schedule.warmup_epochs == 0
-    assert cfg.logger.project == "p" and cfg.logger.mode == "disabled" and list(cfg.logger.tags) == ["x"]
+    assert list(cfg.logger) == ["csv", "wandb"] and cfg.logger.wandb.project == "p"
+    assert cfg.logger.wandb.mode == "disabled" and list(cfg.logger.wandb.tags) == ["x"]
     old["logger"] = {"backend": "csv", "project": "detector", "entity": None, "mode": "online", "tags": []}
     cfg = resumed_config(old, [])
-    assert set(cfg.logger.keys()) == {"_target_", "_partial_"}
+    assert list(cfg.logger) == ["csv"] and set(cfg.logger.csv.keys()) == {"_target_", "_partial_"}
 
 
-@pytest.mark.parametrize("option, kinds", [("csv", [CSVLogger]), ("wandb", [CSVLogger, WandbLogger])])
+def test_a_config_saved_with_one_logger_node_resumes() -> None:
+    """``logger`` as saved before it held one node per logger: the csv_loggers / wandb_loggers node."""
+    old = saved()
+    old["logger"] = {"_target_": "detector.train.loggers.csv_loggers", "_partial_": True}
+    assert resumed_config(old, []).logger == compose("train", ["logger=csv"]).logger
+    old["logger"] = {
+        "_target_": "detector.train.loggers.wandb_loggers",
+        "_partial_": True,
+        "project": "p",
+        "entity": "me",
+        "mode": "offline",
+        "tags": ["x"],
+    }
+    cfg = resumed_config(old, ["logger.wandb.mode=disabled"])
+    expected = compose(
+        "train", ["logger=wandb", "logger.wandb.project=p", "logger.wandb.entity=me", "+logger.wandb.tags=[x]"]
+    )
+    expected.logger.wandb.mode = "disabled"
+    assert cfg.logger == expected.logger
+
+
+@pytest.mark.parametrize(
+    "option, kinds",
+    [
+        ("csv", [CSVLogger]),
+        ("wandb", [CSVLogger, WandbLogger]),
+        ("tensorboard", [CSVLogger, TensorBoardLogger]),
+        ("[tensorboard,wandb]", [CSVLogger, TensorBoardLogger, WandbLogger]),
+    ],
+)
 def test_every_logger_option_builds_its_loggers(tmp_path, monkeypatch, option: str, kinds: list[type]) -> None:
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
     monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
     monkeypatch.setenv("WANDB_DATA_DIR", str(tmp_path / "wandb-data"))
-    plain = saved(f"logger={option}", *(["logger.mode=disabled"] if option == "wandb" else []))
-    loggers = instantiate_node(OmegaConf.create(plain["logger"]), "logger")(tmp_path, run_id=None, name="exp")
-    assert [type(x) for x in loggers.loggers] == kinds
+    plain = saved(f"logger={option}", *(["logger.wandb.mode=disabled"] if "wandb" in option else []))
+    cfg = resumed_config(plain, [])  # the saved nodes, as a resumed run builds them
+    makers = {key: instantiate_node(node, f"logger.{key}") for key, node in cfg.logger.items()}
+    loggers = open_loggers(makers, tmp_path, {}, "exp")
+    assert [type(x) for x in loggers.loggers.values()] == kinds
     loggers.finish()

@@ -166,7 +166,7 @@ def test_wandb_offline_leaves_a_syncable_run(tmp_path, tiny_run) -> None:
         "WANDB_CACHE_DIR": str(tmp_path / "wandb-cache"),
         "WANDB_DATA_DIR": str(tmp_path / "wandb-data"),
     }
-    train(tmp_path, *tiny_run, "train.epochs=1", "logger=wandb", "logger.mode=offline", env=env)
+    train(tmp_path, *tiny_run, "train.epochs=1", "logger=wandb", "logger.wandb.mode=offline", env=env)
     runs = list((tmp_path / "runs" / "train" / "exp" / "wandb").glob("offline-run-*"))
     assert len(runs) == 1
     data = b"".join(p.read_bytes() for p in runs[0].glob("run-*.wandb"))
