@@ -164,6 +164,7 @@ def test_onnx_with_a_fixed_batch_predicts_in_batches_as_the_checkpoint(yolov8_we
         load(path, "cpu", branch="one2many")
 
 
+@pytest.mark.slow  # 6 s: the export; the rows' path is in the default run below, the graph in tests/eval
 def test_an_end_to_end_onnx_export_predicts_as_its_checkpoint(yolo26_weights, images, tmp_path) -> None:
     from detector.export.onnx import export_onnx
     from detector.types import Detections
@@ -182,13 +183,24 @@ def test_an_end_to_end_onnx_export_predicts_as_its_checkpoint(yolo26_weights, im
         assert_matches(result, as_det)
 
 
-def test_ultralytics_weights_load_through_the_safe_import(tmp_path, images) -> None:
-    from tests.helpers import write_ultralytics_checkpoint
+def test_an_end_to_end_runtime_gives_its_rows_above_conf_in_image_pixels() -> None:
+    """A runtime saying ``end2end`` (an ONNX export of YOLO26's one-to-one branch) returns top-k rows
+    [B, k, 6] in input pixels: kept above conf, letterbox undone, no NMS."""
+    from detector.predict import Model
 
-    path = write_ultralytics_checkpoint(tmp_path / "theirs.pt", num_classes=3, names=["a", "b", "c"])
-    result = load(path, "cpu").predict(images[0], **SETTINGS)[0]
-    assert result.names == ["a", "b", "c"]
-    assert_matches(result, reference(path, decode_image(images[0])))
+    class Rows:
+        end2end, imgsz = True, 64
+
+        def __call__(self, images: torch.Tensor) -> torch.Tensor:
+            rows = torch.tensor([[0.0, 16, 64, 48, 0.9, 2], [0, 16, 32, 32, 0.8, 2], [8, 24, 16, 40, 0.1, 0]])
+            return rows.expand(len(images), 3, 6)  # [B, 3, 6], sorted by score
+
+    model = Model(Rows(), ["a", "b", "c"], "cpu")
+    wide = np.zeros((100, 200, 3), np.uint8)  # fitted to 64 x 32, padded 16 above: x = 0.32 x', y = 0.32 y' + 16
+    results = model.predict([wide, wide], conf=0.5, batch=2)
+    for r in results:
+        np.testing.assert_allclose(r.boxes, [[0, 0, 200, 100], [0, 0, 100, 50]], atol=1e-4)  # two rows overlap: kept
+        assert r.scores.tolist() == pytest.approx([0.9, 0.8]) and r.classes == ["c", "c"]
 
 
 def test_load_is_the_package_entry_and_importing_detector_stays_light() -> None:
