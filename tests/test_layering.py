@@ -26,6 +26,8 @@ LAYERS: list[set[str]] = [
     {"checkpoint"},
     {"train", "eval", "export", "inspect"},
     {"interop"},
+    # prediction for users (detector.load): loads ours, Ultralytics' (interop) and exported files
+    {"predict"},
     {"tools"},
     {"tasks", "cli", ""},
 ]

@@ -388,10 +388,15 @@ class EvaluateConfig(AgnosticPostProcessConfig, RunConfig):
 class PredictConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "predict"
     conf: float = 0.25  # prediction keeps only confident detections (validation scores down to 0.001)
-    checkpoint: str = MISSING  # a detector checkpoint (.pt) or an exported .onnx
-    source: str = MISSING  # an image, a folder, or a glob
-    save_images: bool = True
+    checkpoint: str = MISSING  # a detector checkpoint (.pt), an Ultralytics .pt, or an exported .onnx
+    source: str = MISSING  # an image, video, folder or glob, a stream URL, or a camera index (0)
+    save_images: bool = True  # annotated images (PNG) and videos (MP4) beside the JSON
     amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
+    batch: int = 8  # images, video frames or tiles per forward
+    vid_stride: int = 1  # predict every n-th video frame
+    tile: Optional[int] = None  # cut each image into tile x tile windows, each predicted at imgsz (null: whole images)
+    tile_overlap: float = 0.2  # neighbouring windows overlap by this fraction of a tile
+    tile_full: bool = False  # the whole image as one more window (large objects), merged with the tiles
 
 
 class ExportFormat(str, Enum):

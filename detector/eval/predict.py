@@ -1,9 +1,10 @@
-"""Prediction on single images: letterbox, a model (PyTorch, fused; or an exported graph's runtime),
-decoding, NMS, boxes mapped back to the image."""
+"""Prediction on images: letterbox, a model (PyTorch, fused; or an exported graph's runtime),
+decoding, NMS (or an end-to-end model's top-k), boxes mapped back to each image. Several images go
+through one forward (:meth:`Predictor.predict`); one image is a batch of one (``predictor(image)``)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -17,54 +18,71 @@ from detector.types import Detections
 
 
 class Predictor:
-    """A model with letterbox and post-processing: ``image (RGB) -> Detections`` in image pixels.
+    """A model with letterbox and post-processing: ``images (RGB) -> Detections`` in image pixels.
 
     ``model`` is a :class:`Detector` (run fused, channels-last where that is faster) or a runtime
     of an exported graph called like :class:`Decoded` (``images -> (boxes, scores)``, e.g.
-    :class:`detector.export.onnx.OnnxModel`), which then brings its own input size."""
+    :class:`detector.export.onnx.OnnxModel`; with ``end2end`` true, ``images -> [B, k, 6]`` rows),
+    which then brings its own input size when it has an ``imgsz`` attribute."""
 
     def __init__(
         self,
-        model: Detector | Callable[[Tensor], tuple[Tensor, Tensor]],
+        model: Detector | Callable[[Tensor], tuple[Tensor, Tensor] | Tensor],
         device: torch.device,
         imgsz: int,
         post: PostProcess,
         amp: torch.dtype | None = None,
     ) -> None:
         """``amp``: autocast dtype of the PyTorch model's forward (None: full precision)."""
-        self.post = post.for_branch(model.head.inference) if isinstance(model, Detector) else post
         self.device = device
         self.amp = amp
         self.memory_format = memory_format(device)
         self.torch_model = isinstance(model, Detector)
-        if self.torch_model:
+        # the branch an end-to-end PyTorch model predicts with decides top-k or NMS; a runtime says end2end
+        self.branch: str | None = model.head.inference if isinstance(model, Detector) else None
+        if isinstance(model, Detector):
             self.model = Decoded(model.fuse().to(device, memory_format=self.memory_format)).eval()
         else:
             self.model = model
             imgsz = int(getattr(model, "imgsz", imgsz))  # an exported graph's own input size
         self.imgsz = imgsz
+        self.post = self.settings(post)
+
+    def settings(self, post: PostProcess) -> PostProcess:
+        """``post`` as this model applies it: the top-k for a PyTorch model predicting with an
+        end-to-end head's one-to-one branch, NMS otherwise."""
+        return post.for_branch(self.branch) if self.branch is not None else post
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        """One ``[H, W, 3]`` uint8 RGB image."""
+        return self.predict([image])[0]
 
     @torch.no_grad()
-    def __call__(self, image: np.ndarray) -> Detections:
-        h, w = image.shape[:2]
-        boxed, params = letterbox(image, self.imgsz)
-        x = torch.from_numpy(boxed).permute(2, 0, 1)[None].to(self.device).float().div_(255)
+    def predict(
+        self, images: Sequence[np.ndarray], post: PostProcess | None = None, imgsz: int | None = None
+    ) -> list[Detections]:
+        """``images`` (each ``[H, W, 3]`` uint8 RGB, any sizes) letterboxed to one ``imgsz`` square
+        and predicted in one forward; detections in each image's pixels, on the CPU. ``post`` and
+        ``imgsz`` replace the predictor's own for this call (a runtime keeps its own input size)."""
+        if not images:
+            return []
+        post = self.post if post is None else self.settings(post)
+        size = imgsz if imgsz is not None and self.torch_model else self.imgsz
+        boxed, params = zip(*(letterbox(image, size) for image in images))
+        x = torch.from_numpy(np.stack(boxed)).permute(0, 3, 1, 2).to(self.device).float().div_(255)  # [B, 3, S, S]
+        letter = torch.from_numpy(np.stack(params)).to(self.device)  # [B, 4] scale_x, scale_y, pad_x, pad_y
+        sizes = torch.tensor([image.shape[:2] for image in images])  # [B, 2] height, width
         if not self.torch_model:
             out = self.model(x)
             if getattr(self.model, "end2end", False):  # an end-to-end export: top-k rows [B, k, 6]
-                det = self.post.rows(
-                    out.to(self.device), torch.from_numpy(params)[None].to(self.device), torch.tensor([[h, w]])
-                )[0]
-                return Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
+                return _on_cpu(post.rows(out.to(self.device), letter, sizes))
             boxes, scores = out
         else:
             with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
                 boxes, scores = self.model(x.contiguous(memory_format=self.memory_format))
             boxes, scores = boxes.float(), scores.float()
-        det = self.post(
-            boxes.to(self.device),
-            scores.to(self.device),
-            torch.from_numpy(params)[None].to(self.device),
-            torch.tensor([[h, w]]),
-        )[0]
-        return Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
+        return _on_cpu(post(boxes.to(self.device), scores.to(self.device), letter, sizes))
+
+
+def _on_cpu(detections: list[Detections]) -> list[Detections]:
+    return [Detections(d.boxes.cpu(), d.scores.cpu(), d.classes.cpu()) for d in detections]

@@ -112,10 +112,23 @@ class OnnxModel:
         self.names: list[str] = json.loads(meta["names"])
         self.imgsz = int(meta["imgsz"])
         self.end2end = meta.get("end2end") == "true"
+        batch = self.session.get_inputs()[0].shape[0]
+        self.batch: int | None = batch if isinstance(batch, int) else None  # None: a dynamic batch axis
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor] | Tensor:
-        feed = {"images": images.cpu().numpy().astype(np.float32)}
+        """``images [B, 3, imgsz, imgsz]``; a graph exported with a fixed batch size runs them in
+        chunks of that size (the last one padded with zeros, its extra rows dropped)."""
+        array = images.cpu().numpy().astype(np.float32)
+        chunk = self.batch or len(array)
+        outputs = [self._run(array[i : i + chunk], chunk) for i in range(0, len(array), chunk)]
         if self.end2end:
-            return torch.from_numpy(self.session.run(["detections"], feed)[0])
-        boxes, scores = self.session.run(["boxes", "scores"], feed)
-        return torch.from_numpy(boxes), torch.from_numpy(scores)
+            return torch.from_numpy(np.concatenate([o[0] for o in outputs]))
+        boxes, scores = (torch.from_numpy(np.concatenate([o[k] for o in outputs])) for k in range(2))
+        return boxes, scores
+
+    def _run(self, array: np.ndarray, size: int) -> list[np.ndarray]:
+        n = len(array)
+        if n < size:
+            array = np.concatenate([array, np.zeros((size - n, *array.shape[1:]), array.dtype)])
+        names = ["detections"] if self.end2end else ["boxes", "scores"]
+        return [out[:n] for out in self.session.run(names, {"images": array})]

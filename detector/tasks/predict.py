@@ -1,97 +1,87 @@
-"""``python scripts/predict.py``: detections drawn on images and written as JSON, one per image."""
+"""``python scripts/predict.py``: detections of images, videos, streams or a camera, written as JSON
+(a file per image, a line per video frame) and drawn (PNG, MP4), through :mod:`detector.predict`."""
 
 from __future__ import annotations
 
-import glob
-import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import cv2
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from detector.config.schemas import PredictConfig
-from detector.datafiles import IMAGE_SUFFIXES
-from detector.device import autocast_dtype, select_device
-from detector.errors import ConfigError
-from detector.eval.postprocess import PostProcess
-from detector.eval.predict import Predictor
-from detector.export.onnx import OnnxModel
-from detector.images import decode_image, draw_boxes, save_png
-from detector.interop.weights import load_weights
-from detector.models.heads import use_branch
-from detector.runs import make_run_dir, write_text_atomic
+from detector.predict import load, open_sources
+from detector.predict.progress import PredictProgress
+from detector.predict.writers import PredictionWriter
+from detector.runs import make_run_dir
 from detector.tasks.command_line import CommandLine
-
-
-def find_images(source: str) -> list[Path]:
-    """An image file, every image in a folder (recursively), or the matches of a glob."""
-    path = Path(source).expanduser()
-    if path.is_dir():
-        found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    elif path.is_file():
-        found = [path]
-    else:
-        found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
-    if not found:
-        raise ConfigError(f"source={source}: no image file, folder or glob match")
-    return found
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     settings: PredictConfig = OmegaConf.to_object(cfg)
     console = Console()
-    images = find_images(settings.source)
-    device = select_device(settings.device)
-    post = PostProcess(
-        conf=settings.conf, iou=settings.iou, max_det=settings.max_det, agnostic=settings.agnostic, multi_label=False
+    with opencv_quiet():  # a missing camera is our one error line, not OpenCV's log of the attempt
+        sources = open_sources(settings.source, vid_stride=settings.vid_stride)
+    # an exported graph has its own input size: imgsz applies to it only when the command line sets it
+    onnx = Path(settings.checkpoint).suffix.lower() == ".onnx"
+    imgsz = None if onnx and "imgsz" not in given_keys(command_line) else settings.imgsz
+    model = load(settings.checkpoint, settings.device, imgsz=imgsz, branch=settings.branch, amp=settings.amp)
+    skipped: list[str] = []
+    results = model.stream(  # settings checked here, before a run directory is made
+        sources,
+        conf=settings.conf,
+        iou=settings.iou,
+        max_det=settings.max_det,
+        agnostic=settings.agnostic,
+        batch=settings.batch,
+        tile=settings.tile,
+        tile_overlap=settings.tile_overlap,
+        tile_full=settings.tile_full,
+        on_skip=skipped.append,
     )
-    if Path(settings.checkpoint).suffix.lower() == ".onnx":
-        model = OnnxModel(settings.checkpoint)
-        names = model.names
-    else:
-        model, meta = load_weights(settings.checkpoint)
-        names = list(meta["names"])
-        use_branch(model.head, settings.branch)
-    predictor = Predictor(model, device, settings.imgsz, post, autocast_dtype(device, settings.amp, "amp"))
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
-    used: set[str] = set()
-    done = skipped = 0
-    for path in images:
-        image = decode_image(path)
-        if image is None:
-            console.print(f"[yellow]skipped {path}: not an image OpenCV can read[/yellow]")
-            skipped += 1
-            continue
-        det = predictor(image)
-        stem = unique_stem(path, used)
-        result = {
-            "image": str(path),
-            "width": int(image.shape[1]),
-            "height": int(image.shape[0]),
-            "detections": [
-                {
-                    "box": [round(v, 2) for v in b],
-                    "score": round(float(s), 4),
-                    "class_id": int(c),
-                    "class": names[int(c)],
-                }
-                for b, s, c in zip(det.boxes.tolist(), det.scores.tolist(), det.classes.tolist())
-            ],
-        }
-        write_text_atomic(run_dir / f"{stem}.json", json.dumps(result, indent=2))
-        if settings.save_images:
-            drawn = draw_boxes(image, det.boxes.numpy(), det.classes.numpy(), names, det.scores.numpy())
-            save_png(run_dir / f"{stem}.png", drawn)
-        console.print(f"{path}: {len(det)} detections")
-        done += 1
-    console.print(f"{done} images predicted, {skipped} skipped -> {run_dir}")
+    unit = "frames" if sources.video else "images"
+    with (
+        PredictionWriter(run_dir, settings.save_images, settings.vid_stride) as writer,
+        PredictProgress(console, sources.total(), unit) as progress,
+    ):
+        shown = 0
+
+        def report_skipped() -> None:
+            nonlocal shown
+            for message in skipped[shown:]:
+                progress.print(f"[yellow]skipped {message}[/yellow]")
+                progress.advance()
+            shown = len(skipped)
+
+        try:
+            for result in results:
+                report_skipped()
+                writer.write(result)
+                if result.frame is None:
+                    progress.print(f"{result.source}: {len(result)} detections")
+                progress.advance()
+            report_skipped()
+        except KeyboardInterrupt:
+            progress.print("interrupted: the predictions so far are kept")
+    frames = f", {writer.frames} video frames" if writer.frames else ""
+    console.print(f"{writer.images} images{frames} predicted, {len(skipped)} skipped -> {run_dir}")
     return run_dir
 
 
-def unique_stem(path: Path, used: set[str]) -> str:
-    stem, n = path.stem, 1
-    while stem in used:
-        n += 1
-        stem = f"{path.stem}_{n}"
-    used.add(stem)
-    return stem
+@contextmanager
+def opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log silenced for the block (it logs every failed attempt to open a camera)."""
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def given_keys(command_line: CommandLine) -> set[str]:
+    """The keys the command line sets (``imgsz=320`` -> ``imgsz``)."""
+    return {o.split("=", 1)[0].lstrip("+~") for o in command_line.overrides}

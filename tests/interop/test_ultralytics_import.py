@@ -61,6 +61,22 @@ def test_import_equals_ultralytics_forward_unfused_and_fused(tmp_path, yaml, num
         for level in range(3):
             torch.testing.assert_close(out.box[level], box[level], atol=1e-4, rtol=0)
             torch.testing.assert_close(out.cls[level], cls[level], atol=1e-4, rtol=0)
+    if stripped and num_classes == 80:  # the Python API reads their file too: what this model predicts
+        assert_predicts_as(path, ours, names)
+
+
+def assert_predicts_as(path, model, names: list[str]) -> None:
+    """``detector.load(path)`` predicts what ``model`` (already read from ``path``) predicts."""
+    import detector
+    from detector.eval.postprocess import PostProcess
+    from detector.eval.predict import Predictor
+
+    image = np.random.default_rng(0).integers(0, 255, (70, 110, 3), dtype=np.uint8)
+    result = detector.load(path, "cpu").predict(image, conf=0.0, imgsz=96)[0]  # untrained: low scores
+    expected = Predictor(model, torch.device("cpu"), 96, PostProcess(conf=0.0, multi_label=False))(image)
+    assert result.names == names and len(result) == len(expected) > 0
+    np.testing.assert_allclose(result.boxes, expected.boxes.numpy(), atol=1e-3, rtol=0)
+    np.testing.assert_array_equal(result.class_ids, expected.classes.numpy())
 
 
 @pytest.mark.parametrize(("num_classes", "stripped"), [(5, False), pytest.param(80, True, marks=pytest.mark.slow)])
