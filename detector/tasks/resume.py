@@ -130,11 +130,12 @@ def _select(node: Any, path: str) -> Any:
 
 
 def _leaf_differences(have: Any, want: Any, path: str) -> list[tuple[str, Any, Any]]:
-    """``(key, run's value, requested value)`` of every differing leaf under ``path``."""
+    """``(key, run's value, requested value)`` of every differing leaf under ``path`` (``_target_`` first:
+    what a node builds says most)."""
     if isinstance(have, dict) and isinstance(want, dict):
         return [
             diff
-            for key in [*have, *(k for k in want if k not in have)]
+            for key in sorted([*have, *(k for k in want if k not in have)], key=lambda k: k != "_target_")
             for diff in _leaf_differences(have.get(key, MISSING_KEY), want.get(key, MISSING_KEY), f"{path}.{key}")
         ]
     return [] if have == want else [(path, have, want)]

@@ -91,6 +91,12 @@ def test_only_what_differs_is_refused_each_with_both_values() -> None:
     assert "; optim=adamw (optim._target_: the run has 'torch.optim.SGD', this gives 'torch.optim.AdamW', " in differ
     assert "optim.lr: the run has 0.01, this gives 0.002" in differ and "and 2 more)" in differ
     assert "optim=sgd" not in differ  # the last value of a key counts
+    with pytest.raises(ConfigError) as err:
+        resumed_config(run, ["model=yolov8n", "model/backbone=resnet18", "model.scale.width=0.0625"])
+    differ = str(err.value).split("differ from the run: ")[1]
+    assert differ.startswith(
+        "model/backbone=resnet18 (model.backbone._target_: the run has"
+    )  # model=yolov8n is the run's
 
 
 def touch(path: Path, mtime: float) -> Path:
