@@ -84,7 +84,16 @@ def test_tables_keep_their_width_in_a_log_file(tmp_path) -> None:
     command = [sys.executable, str(REPO / "scripts" / "inspect_layers.py"), "model=yolov8n", "imgsz=64"]
     log = tmp_path / "layers.log"
     with open(log, "w") as f:
-        subprocess.run(command, cwd=tmp_path, stdout=f, stderr=subprocess.PIPE, env=env, timeout=300, check=True)
+        subprocess.run(
+            command,
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,
+            stdout=f,
+            stderr=subprocess.PIPE,
+            env=env,
+            timeout=300,
+            check=True,
+        )
     lines = log.read_text().splitlines()
     rows = [
         line for line in lines if re.match(r"^\s*\d+\s+(backbone|neck|head)\.\S+\s+(regular|pointwise|depthwise)", line)

@@ -83,6 +83,7 @@ def test_a_training_log_file_reads_well(tmp_path, tiny_run) -> None:
         subprocess.run(
             [sys.executable, TRAIN, *tiny_run, "train.epochs=2"],
             cwd=tmp_path,
+            stdin=subprocess.DEVNULL,  # no terminal anywhere, as in CI or a cluster job
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -91,9 +92,9 @@ def test_a_training_log_file_reads_well(tmp_path, tiny_run) -> None:
         )
     lines = (tmp_path / "train.log").read_text().splitlines()
     progress = [line for line in lines if re.match(r"epoch \d/2 ", line)]
-    assert len(progress) == 2 and all(
-        re.match(r"epoch (\d)/2 ━+ 2/2 .* lr \S+ inst \d+ \S+ img/s$", p) for p in progress
-    )
+    whole = r"epoch \d/2 ━{40} 2/2 \d+:\d\d:\d\d box \S+ cls \S+ dfl \S+ lr \S+ inst \d+ \S+ img/s$"
+    assert len(progress) == 2 and all(re.match(whole, p) for p in progress)  # at 80 columns: a shorter bar, "0…"
+    assert any(re.match(r"[\d,]+ parameters, .* process\(es\), cpu; run directory \S+$", line) for line in lines)
     assert any(re.match(r"mAP50-95 \S+  mAP50 \S+  mAP75 \S+  AR100 \S+$", line) for line in lines)  # the title
     assert any(re.match(r"┃ class +┃ +images ┃ +instances ┃ +AP50-95 ┃$", line) for line in lines)
     assert any(re.match(r"│ rectangle +│ +\d+ │ +\d+ │ +\S+ │$", line) for line in lines)
