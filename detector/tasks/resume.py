@@ -35,7 +35,7 @@ def resume_checkpoint(resume: str, project: str, task: str, name: str) -> Path:
     found = [d / "weights" / "last.pt" for d in runs if (d / "weights" / "last.pt").is_file()]
     if not found:
         raise ConfigError(
-            f"resume={resume}: no run to resume, there is no {parent / name}*/weights/last.pt "
+            f"resume={resume.lower()}: no run to resume, there is no {parent / name}*/weights/last.pt "
             f"(the run is found by project={project} and name={name})"
         )
     return max(found, key=lambda p: p.stat().st_mtime)
