@@ -45,7 +45,7 @@ def describe_fault(
     where = f"in epoch {state.epoch + 1} " + (
         f"after batch {state.iteration}" if state.iteration else "before its first batch"
     )
-    if isinstance(err, torch.OutOfMemoryError):
+    if out_of_memory(err):
         smaller = max(1, settings.batch // 2)
         overrides = (f"train.batch={smaller}",) if smaller < settings.batch else ()
         advice = f"resume with a smaller train.batch (train.batch={smaller})" if overrides else "try a smaller imgsz"
@@ -57,6 +57,15 @@ def describe_fault(
     if worker is not None:
         return f"{worker} {where}: {likely_cause(str(err), settings)}", ()
     return None
+
+
+def out_of_memory(err: BaseException) -> bool:
+    """CUDA's (and XPU's) ``torch.OutOfMemoryError``, or the CPU and MPS allocators' RuntimeError."""
+    text = str(err)
+    return isinstance(err, torch.OutOfMemoryError) or (
+        isinstance(err, RuntimeError)
+        and ("DefaultCPUAllocator: not enough memory" in text or "MPS backend out of memory" in text)
+    )
 
 
 def loader_worker_failure(err: BaseException) -> str | None:

@@ -34,23 +34,29 @@ def training_state(path: Path) -> dict:
     return torch.load(path, weights_only=True)["train"]["state"]
 
 
-def test_a_killed_loader_worker_keeps_the_last_step_and_says_how_to_resume(tmp_path, monkeypatch, tiny_run) -> None:
-    """The worker making the 4th batch of epoch 2 is SIGKILLed (after the 3 batches before it were
-    sent), as the kernel's out-of-memory killer would: the run stops with one line and last.pt holds
-    epoch 2 after its 3rd step; resumed, the run ends its 2 epochs."""
-    doomed = int(epoch_order(8, 0, 1)[6])  # the 7th sample of epoch 2 (0-based epoch 1): in the 4th batch
+def kill_worker_at(monkeypatch, epoch: int, position: int) -> None:
+    """The loader worker asked for the sample at ``position`` of ``epoch``'s order (8 samples, seed 0)
+    kills itself with SIGKILL, after a pause that lets the batches before it reach the trainer."""
+    doomed = int(epoch_order(8, 0, epoch)[position])
     getitem = DetectionDataset.__getitem__
 
     def dying(self: DetectionDataset, i: int):
-        if self.epoch == 1 and i == doomed and torch.utils.data.get_worker_info() is not None:
-            time.sleep(1.5)  # the batches before it reach the trainer first
+        if self.epoch == epoch and i == doomed and torch.utils.data.get_worker_info() is not None:
+            time.sleep(1.5)
             os.kill(os.getpid(), signal.SIGKILL)
         return getitem(self, i)
 
     monkeypatch.setattr(DetectionDataset, "__getitem__", dying)
+
+
+def test_a_killed_loader_worker_keeps_the_last_step_and_says_how_to_resume(tmp_path, monkeypatch, tiny_run) -> None:
+    """The worker making the 4th batch of epoch 2 is SIGKILLed (after the 3 batches before it were
+    sent), as the kernel's out-of-memory killer would: the run stops with one line and last.pt holds
+    epoch 2 after its 3rd step; resumed, the run ends its 2 epochs."""
+    kill_worker_at(monkeypatch, epoch=1, position=6)  # the 7th sample of epoch 2: in its 4th batch
     with pytest.raises(TrainingStopped) as stopped:
         run_task("train.py", *tiny_run, *QUICK, "train.epochs=2", "train.workers=1")
-    monkeypatch.setattr(DetectionDataset, "__getitem__", getitem)
+    monkeypatch.undo()
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
     state = training_state(last)
     assert state["epoch"] == 1 and 1 <= state["iteration"] <= 3  # 3 unless the machine is very slow
@@ -70,6 +76,29 @@ def test_a_killed_loader_worker_keeps_the_last_step_and_says_how_to_resume(tmp_p
     run_task("train.py", f"resume={last}")
     assert epochs_logged(last.parent.parent) == ["0", "1"]
     assert training_state(last)["epoch"] == 2
+
+
+@pytest.mark.slow
+def test_a_run_resumed_after_a_killed_worker_equals_the_uninterrupted_one(tmp_path, monkeypatch, tiny_run) -> None:
+    command = (*tiny_run, *QUICK, "train.epochs=2", "train.workers=1")
+    run_task("train.py", *command, "name=whole")
+    kill_worker_at(monkeypatch, epoch=1, position=6)
+    with pytest.raises(TrainingStopped):
+        run_task("train.py", *command, "name=killed")
+    monkeypatch.undo()
+    runs = tmp_path / "runs" / "train"
+    assert 1 <= training_state(runs / "killed" / "weights" / "last.pt")["iteration"] <= 3
+    run_task("train.py", *command, "name=killed", "resume=true")
+    timing = ("epoch_time_s", "images_per_s")
+    with open(runs / "whole" / "metrics.csv") as a, open(runs / "killed" / "metrics.csv") as b:
+        whole, resumed = list(csv.DictReader(a)), list(csv.DictReader(b))
+    assert [{k: v for k, v in r.items() if k not in timing} for r in resumed] == [
+        {k: v for k, v in r.items() if k not in timing} for r in whole
+    ]
+    ours = torch.load(runs / "killed" / "weights" / "last.pt", weights_only=True)
+    theirs = torch.load(runs / "whole" / "weights" / "last.pt", weights_only=True)
+    for key, value in theirs["train"]["raw_model"].items():
+        torch.testing.assert_close(ours["train"]["raw_model"][key], value, atol=1e-6, rtol=0)
 
 
 def test_a_full_disk_keeps_the_previous_checkpoint_and_the_original_command_resumes(

@@ -134,6 +134,15 @@ def test_out_of_memory_writes_the_last_optimizer_step_and_names_train_batch() ->
     assert all(p.grad is None for p in loop.parts.model.parameters())  # the pending batch's gradients dropped
 
 
+def test_the_cpu_allocator_running_out_is_out_of_memory_too() -> None:
+    error = RuntimeError(
+        "[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: not enough memory: you tried to allocate 1 GB"
+    )
+    loop = make_loop(FailingLoss(at=1, error=error), batches=2)
+    with pytest.raises(Fault, match=r"^cpu ran out of memory in epoch 1 before its first batch with train.batch=2: "):
+        train_epochs(loop, LoopState())
+
+
 def test_a_dead_loader_worker_stops_the_run_with_its_likely_cause() -> None:
     died = RuntimeError("DataLoader worker (pid 4242) is killed by signal: Killed. ")
     loop = make_loop(FailingLoss(at=2, error=died), batches=3)
