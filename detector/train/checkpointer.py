@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from detector.checkpoint import checkpoint_payload, read_checkpoint, write_checkpoint
 from detector.errors import ConfigError
-from detector.train.faults import Fault, position
+from detector.train.faults import Fault, loader_worker_failure, out_of_memory, position
 from detector.train.state import LoopState
 from detector.train.step import StepParts
 
@@ -104,10 +104,15 @@ class Checkpointer:
             self._write(self.weights / f"epoch{state.epoch}.pt", payload)
 
     def _write(self, path: Path, payload: dict[str, Any]) -> None:
+        """Write one checkpoint; a failure to write it (OSError, or the RuntimeError torch's zip writer
+        makes of one) raises :class:`Fault`. Other faults that land here (a dead loader worker's
+        error, raised from a signal handler) pass on as they are."""
         try:
             write_checkpoint(path, payload)
-        except OSError as err:
-            why = err.strerror or str(err)
+        except (OSError, RuntimeError) as err:
+            if isinstance(err, RuntimeError) and (out_of_memory(err) or loader_worker_failure(err) is not None):
+                raise
+            why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             intact, checkpoint = self.last_intact()
             raise Fault(f"could not write {path} ({why}); {intact}", checkpoint) from None
 

@@ -112,6 +112,34 @@ def test_a_failed_write_keeps_the_last_good_checkpoint_and_says_so(
     assert [p.name for p in (tmp_path / "weights").iterdir()] == ["last.pt"]  # no temporary file, no best.pt
 
 
+def test_a_write_torch_fails_and_a_dead_worker_during_a_write(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch's zip writer turns a failed write into a RuntimeError: a failed write too. A loader
+    worker's death reported during the write is not: it passes on, and the fault path handles it."""
+    checkpointer, _, _ = make(tmp_path, seed=0)
+    last = tmp_path / "weights" / "last.pt"
+    checkpointer.save(LoopState(epoch=1), "last")
+
+    def raising(error: BaseException):
+        def save(obj: object, f: object) -> None:
+            f.write(b"PK\x03\x04 half")  # type: ignore[attr-defined]
+            raise error
+
+        return save
+
+    monkeypatch.setattr(
+        torch, "save", raising(RuntimeError("[enforce fail at inline_container.cc:671] . unexpected pos"))
+    )
+    with pytest.raises(
+        Fault, match=r"\(\[enforce fail at inline_container.cc:671\] . unexpected pos\); .*\(1 epoch done\) is intact"
+    ):
+        checkpointer.save(LoopState(epoch=2), "last")
+    monkeypatch.setattr(torch, "save", raising(RuntimeError("DataLoader worker (pid 9) is killed by signal: Killed. ")))
+    with pytest.raises(RuntimeError, match="^DataLoader worker"):
+        checkpointer.save(LoopState(epoch=2), "last")
+    monkeypatch.undo()
+    assert read_checkpoint(last)["epoch"] == 1 and [p.name for p in last.parent.iterdir()] == ["last.pt"]
+
+
 def test_a_fault_writes_the_marked_state_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     checkpointer, _, _ = make(tmp_path, seed=0)
     last = tmp_path / "weights" / "last.pt"
