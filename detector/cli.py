@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from detector.config import CONFIG_DIR, compose, describe_error, register_configs, validate
-from detector.errors import ConfigError, DataError
+from detector.errors import ConfigError, DataError, TrainingStopped
 from detector.tasks.command_line import CommandLine
 
 
@@ -45,6 +45,8 @@ def hydra_entry(config_name: str, task: Callable[[DictConfig, CommandLine], Any]
             return task(cfg, CommandLine.from_hydra())
         except (ConfigError, DataError) as err:
             fail(str(err))
+        except TrainingStopped as err:
+            fail(str(err), code=1)
 
     main = hydra.main(config_path=str(CONFIG_DIR), config_name=config_name, version_base=None)(checked_task)
     main()

@@ -10,3 +10,9 @@ class ConfigError(ValueError):
 
 class DataError(ValueError):
     """A dataset that cannot be used as given; the message says what and where, in one line."""
+
+
+class TrainingStopped(RuntimeError):
+    """A run stopped by a fault it cannot go on past (a data-loader worker killed, out of memory, a
+    checkpoint that could not be written); the message says what happened, what was kept and how to
+    resume, in one line."""

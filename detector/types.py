@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
 import torch
 from torch import Tensor
+
+# ``report(done, total)``: how far a long piece of work is (images checked, images evaluated, ...);
+# library functions take one instead of printing (the tasks make them: detector/console.py)
+ProgressCallback = Callable[[int, int], None]
 
 
 class CSPVariant(str, Enum):

@@ -17,7 +17,7 @@ PACKAGE = "detector"
 # Bottom to top: the top-level modules and packages of detector/ (``""`` is detector/__init__.py,
 # the public API that re-exports the library: at the top, with the entry points).
 LAYERS: list[set[str]] = [
-    {"errors", "types", "boxes", "letterbox", "runs", "datafiles", "images", "device"},
+    {"errors", "types", "boxes", "letterbox", "runs", "datafiles", "images", "device", "console"},
     {"config"},
     {"models", "losses", "data"},
     # checkpoint.py rebuilds the model a checkpoint describes (models.zoo.instantiate_model), so it

@@ -344,7 +344,9 @@ class RunConfig:
 class TrainConfig(RunConfig):
     task: str = "train"
     imgsz: int = 320  # the default run is sized for a CPU: raise it (640) on a GPU
-    resume: Optional[str] = None  # a last.pt to continue; its run directory and config are reused
+    # a last.pt to continue (its run directory and config are reused), or true / last: the most recently
+    # written <project>/train/<name>*/weights/last.pt (a string: the command line's true arrives as "True")
+    resume: Optional[str] = None
     model: ModelConfig = field(default_factory=ModelConfig)
     data: Any = MISSING
     augment: AugmentConfig = field(default_factory=AugmentConfig)

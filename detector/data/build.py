@@ -20,6 +20,7 @@ from detector.data.sources import CocoJsonSource, YoloSource
 from detector.data.transforms import Pipeline, build_train_pipeline, build_val_pipeline
 from detector.data.verify import verify_split
 from detector.errors import ConfigError, DataError
+from detector.types import ProgressCallback
 
 
 @dataclass
@@ -47,10 +48,12 @@ def load_split(
     split: str,
     report_dir: Path | None = None,
     log: Callable[[str], None] = print,
+    progress: ProgressCallback | None = None,
 ) -> SplitIndex:
     """Check (or load the cached check of) one split, log its one-line summary and, when it has
-    problems and ``report_dir`` is given, write ``<split>_problems.txt`` there."""
-    index = verify_split(source.split(split))
+    problems and ``report_dir`` is given, write ``<split>_problems.txt`` there. ``progress(done,
+    total)`` hears of the images checked (see :func:`detector.data.verify.verify_split`)."""
+    index = verify_split(source.split(split), progress=progress)
     line = index.summary()
     if index.problems and report_dir is not None:
         report = index.write_report(Path(report_dir) / f"{split}_problems.txt")

@@ -24,6 +24,7 @@ from detector.data.index import Problem, SplitIndex
 from detector.data.sources import CocoAnnotation, SplitSpec
 from detector.images import decode_image
 from detector.runs import write_atomic
+from detector.types import ProgressCallback
 
 DOCTOR_VERSION = 1
 BOUNDS_TOLERANCE = 0.01  # fraction of the image side a box may overshoot; clipped within it
@@ -51,8 +52,14 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("DETECTOR_CACHE", Path.home() / ".cache" / "detector")).expanduser()
 
 
-def verify_split(spec: SplitSpec, cache_dir: str | os.PathLike | None = None, workers: int | None = None) -> SplitIndex:
-    """Check every image and label of ``spec``, or load the cached result while no file changed."""
+def verify_split(
+    spec: SplitSpec,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int | None = None,
+    progress: ProgressCallback | None = None,
+) -> SplitIndex:
+    """Check every image and label of ``spec``, or load the cached result while no file changed.
+    ``progress(done, total)`` hears of the images decoded so far (not called for a cached result)."""
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     key = _cache_key(spec)
     stem = hashlib.sha1(f"{spec.source}|{spec.name}".encode()).hexdigest()[:12]
@@ -62,7 +69,7 @@ def verify_split(spec: SplitSpec, cache_dir: str | os.PathLike | None = None, wo
             return _load(cache_file, spec)
         except (OSError, ValueError, KeyError):
             pass  # unreadable cache: verify again and overwrite it
-    index = _verify(spec, workers or min(8, os.cpu_count() or 1))
+    index = _verify(spec, workers or min(8, os.cpu_count() or 1), progress)
     try:
         _save(index, cache_file)
         for stale in cache_file.parent.glob(f"{spec.name}-{stem}-*.npz"):
@@ -233,9 +240,13 @@ def _as_arrays(boxes: list, classes: list) -> tuple[np.ndarray, np.ndarray]:
 # --------------------------------------------------------------------------- the whole split
 
 
-def _verify(spec: SplitSpec, workers: int) -> SplitIndex:
+def _verify(spec: SplitSpec, workers: int, progress: ProgressCallback | None = None) -> SplitIndex:
+    checked: list[tuple[int, int] | Problem] = []
     with ThreadPoolExecutor(max_workers=workers) as pool:  # cv2 decodes outside the GIL
-        checked = list(pool.map(check_image, spec.images, chunksize=16))
+        for result in pool.map(check_image, spec.images):
+            checked.append(result)
+            if progress is not None:
+                progress(len(checked), len(spec.images))
     problems: list[Problem] = []
     paths, sizes, ids, offsets = [], [], [], [0]
     all_boxes, all_classes, all_crowd = [], [], []

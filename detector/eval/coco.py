@@ -24,7 +24,7 @@ from detector.data.loader import build_loader
 from detector.device import memory_format
 from detector.eval.matching import greedy_match
 from detector.eval.postprocess import PostProcess
-from detector.types import Detections
+from detector.types import Detections, ProgressCallback
 
 # COCOeval's summary lines, by index into its ``stats``
 METRIC_NAMES = {
@@ -127,14 +127,16 @@ def evaluate(
     batch: int = 16,
     workers: int = 4,
     amp: torch.dtype | None = None,
+    progress: ProgressCallback | None = None,
 ) -> EvalResult:
     """Run ``model`` (eval mode) over ``dataset`` (the letterboxed split of ``index``) and score it,
     in ``amp`` autocast when given (None: full precision). The model is put in eval mode and in the
     device's preferred memory format (:func:`detector.device.memory_format`), in place. An
     end-to-end head is scored by the branch it predicts with (its ``inference``): the one-to-one
-    branch's top-k, or the one-to-many branch's NMS."""
+    branch's top-k, or the one-to-many branch's NMS. ``progress(done, total)`` hears of the images
+    evaluated after each batch."""
     branch = model.head.inference
-    return evaluate_branches(model, index, dataset, post, device, (branch,), batch, workers, amp)[branch]
+    return evaluate_branches(model, index, dataset, post, device, (branch,), batch, workers, amp, progress)[branch]
 
 
 @torch.no_grad()
@@ -148,10 +150,12 @@ def evaluate_branches(
     batch: int = 16,
     workers: int = 4,
     amp: torch.dtype | None = None,
+    progress: ProgressCallback | None = None,
 ) -> dict[str, EvalResult]:
     """:func:`evaluate` of each of the head's ``branches`` (``one2many``: ``post`` with NMS;
     ``one2one``: its top-k, :attr:`PostProcess.end2end`), from one forward pass per batch.
-    Inference time is that of the pass that runs them all."""
+    Inference time is that of the pass that runs them all. ``progress(done, total)`` hears of the
+    images evaluated after each batch."""
     fmt = memory_format(device)
     model.eval().to(memory_format=fmt)
     autocast = (lambda: torch.autocast(device.type, dtype=amp)) if amp is not None else contextlib.nullcontext
@@ -190,6 +194,8 @@ def evaluate_branches(
                 det = Detections(det.boxes.cpu(), det.scores.cpu(), det.classes.cpu())
                 detections[b].append(det)
                 predictions[b] += detections_to_coco(image_id, det)
+        if progress is not None:
+            progress(images, len(dataset))
     ground_truth = ground_truth_coco(index)
     results = {}
     for b in branches:

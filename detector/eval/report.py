@@ -43,10 +43,8 @@ def check_names(model_names: list[str], data_names: list[str], checkpoint: str) 
 
 def results_table(result: EvalResult, index: SplitIndex) -> Table:
     m = result.scores.metrics
-    table = Table(
-        title=f"mAP50-95 {m['mAP50-95']:.4f}  mAP50 {m['mAP50']:.4f}  mAP75 {m['mAP75']:.4f}  AR100 {m['AR100']:.4f}",
-        title_justify="left",
-    )
+    title = f"mAP50-95 {m['mAP50-95']:.4f}  mAP50 {m['mAP50']:.4f}  mAP75 {m['mAP75']:.4f}  AR100 {m['AR100']:.4f}"
+    table = Table(title=title, title_justify="left", min_width=len(title))  # as wide as its title: one line
     for column in ("class", "images", "instances", "AP50-95"):
         table.add_column(column, justify="left" if column == "class" else "right")
     counts = np.bincount(index.classes[~index.crowd], minlength=len(index.names))

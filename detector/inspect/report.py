@@ -118,6 +118,7 @@ def fitted_table(
         pad_edge=False,
         collapse_padding=True,
         header_style="bold",
+        min_width=min(max(cell_len(title), cell_len(caption)), width),  # title and caption on one line where they fit
     )
     for i in shown:
         c = columns[i]

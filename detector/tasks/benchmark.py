@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
 from detector.config import instantiate_node
 from detector.config.schemas import BenchmarkConfig, BenchmarkPart
+from detector.console import make_console
 from detector.data.build import AugmentSettings, load_split, train_dataset
 from detector.data.index import SplitIndex
 from detector.data.sources import YoloSource
@@ -37,7 +37,7 @@ from detector.tools.timing import alternate
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
-    console = Console()
+    console = make_console()
     settings: BenchmarkConfig = OmegaConf.to_object(cfg)
     check_settings(settings)
     devices = benchmark_devices(settings.device)

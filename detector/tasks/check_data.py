@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from rich.table import Table
 
 from detector.config import instantiate_node
 from detector.config.schemas import CheckDataConfig
+from detector.console import make_console, progress_report
 from detector.data.index import SplitIndex
 from detector.data.verify import PROBLEM_KINDS, verify_split
 from detector.runs import make_run_dir
@@ -52,11 +52,12 @@ def split_table(index: SplitIndex) -> Table:
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     """Check every configured split, print its table and every problem, write the reports."""
     settings: CheckDataConfig = OmegaConf.to_object(cfg)
-    console = Console()
+    console = make_console()
     source = instantiate_node(settings.data, "data")
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     for split in settings.splits:
-        index = verify_split(source.split(split))
+        with progress_report(console, f"checking {split}") as report:
+            index = verify_split(source.split(split), progress=report)
         console.print(split_table(index))
         if index.problems:
             problems = Table(title=f"{split}: {len(index.problems)} problems", title_justify="left")

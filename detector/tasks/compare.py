@@ -18,11 +18,11 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
 import detector
 from detector.config import CONFIG_DIR, compose, instantiate_node, validate
 from detector.config.schemas import CompareConfig, CompareMode, RecipeLoader
+from detector.console import make_console
 from detector.data.build import load_split
 from detector.data.index import SplitIndex
 from detector.device import select_device
@@ -72,7 +72,7 @@ TRAINED = "trained"  # <project>/compare/trained/: the seeds every head-to-head 
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
-    console = Console()
+    console = make_console()
     settings: CompareConfig = OmegaConf.to_object(cfg)
     device = select_device(settings.device)
     if device.type == "cuda":
@@ -133,7 +133,7 @@ def head_to_head(
     """Train (or reuse) both sides with ``settings.recipe`` at every seed, score each seed's pair into
     ``seeds/<seed>/`` (latency at the first seed only), the other ``models=[...]`` once into
     ``models/``, and write the reports."""
-    console = Console()
+    console = make_console()
     recipe, model_yaml = settings.recipe, check_recipe_model(settings.recipe)
     names = list(settings.data.names)
     cache = Path(settings.project) / settings.task / TRAINED

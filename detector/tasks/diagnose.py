@@ -17,6 +17,7 @@ from torch import nn
 
 from detector.config import compose, instantiate_node, validate
 from detector.config.schemas import DiagnoseConfig
+from detector.console import make_console
 from detector.data.build import AugmentSettings, load_split, train_dataset
 from detector.data.loader import build_loader, set_epoch
 from detector.device import select_device
@@ -43,7 +44,7 @@ SOURCE_BATCHES = 16  # batches whose source images are counted (in-process loade
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
-    console = Console()
+    console = make_console()
     settings: DiagnoseConfig = OmegaConf.to_object(cfg)
     recipe = settings.recipe
     model_yaml = check_recipe_model(recipe)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
 from detector.config import instantiate_node
 from detector.config.schemas import EvaluateConfig
+from detector.console import make_console, progress_report
 from detector.data.build import load_split, val_dataset
 from detector.device import autocast_dtype, select_device
 from detector.eval.coco import EvalResult, evaluate_branches
@@ -22,12 +22,13 @@ from detector.tasks.command_line import CommandLine
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     settings: EvaluateConfig = OmegaConf.to_object(cfg)
-    console = Console()
+    console = make_console()
     device = select_device(settings.device)
     model, meta = load_weights(settings.checkpoint)
     source = instantiate_node(settings.data, "data")
     check_names(meta["names"], settings.data.names, settings.checkpoint)
-    index = load_split(source, settings.split, log=console.print)
+    with progress_report(console, f"checking {settings.split}") as report:
+        index = load_split(source, settings.split, log=console.print, progress=report)
     post = PostProcess(conf=settings.conf, iou=settings.iou, max_det=settings.max_det, agnostic=settings.agnostic)
     amp = autocast_dtype(device, settings.amp, "amp")
     dataset = val_dataset(index, settings.imgsz)
@@ -35,7 +36,10 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     branch = model.head.inference  # the main result; an end-to-end head's other branch is scored beside it
     branches = (branch, *(b for b in model.head.branches if b != branch))
     model = model.fuse().to(device)
-    results = evaluate_branches(model, index, dataset, post, device, branches, settings.batch, settings.workers, amp)
+    with progress_report(console, f"evaluating {settings.split}") as report:
+        results = evaluate_branches(
+            model, index, dataset, post, device, branches, settings.batch, settings.workers, amp, report
+        )
     result = results.pop(branch)
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     recorded = EvalSettings(

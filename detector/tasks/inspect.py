@@ -8,10 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 from torch import nn
 
 from detector.config.schemas import InspectConfig, ModelConfig
+from detector.console import make_console
 from detector.device import select_device
 from detector.errors import ConfigError
 from detector.images import save_png
@@ -78,7 +78,7 @@ def model_label(checkpoint: str | None, choices: dict[str, str]) -> str:
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path | None:
     settings: InspectConfig = OmegaConf.to_object(cfg)
-    console = Console()
+    console = make_console()
     size = image_size(settings.imgsz)
     fmt = output_target(None if settings.format is None else settings.format.value, settings.out)
     if settings.feature_maps and not settings.image:

@@ -15,29 +15,31 @@ from typing import Any
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from omegaconf.errors import OmegaConfBaseException
 from rich.console import Console
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
 from detector.checkpoint import load_checkpoint, read_checkpoint
-from detector.config import describe_error, instantiate_node, validate
-from detector.config.schemas import SCHEMAS, TrainConfig, TrainLoopConfig
+from detector.config import instantiate_node
+from detector.config.schemas import TrainLoopConfig
+from detector.console import make_console, progress_report
 from detector.data.build import AugmentSettings, load_split, train_dataset, val_dataset
 from detector.data.index import SplitIndex
 from detector.data.loader import build_loader
 from detector.device import autocast_dtype, memory_format, select_device
-from detector.errors import ConfigError
+from detector.errors import ConfigError, TrainingStopped
 from detector.interop.weights import load_weights
 from detector.losses import build_loss
 from detector.models.summary import summary
 from detector.models.zoo import instantiate_model
 from detector.runs import make_run_dir, write_text_atomic
 from detector.tasks.command_line import CommandLine
+from detector.tasks.resume import resume_checkpoint, resumed_config, saved_run_ids
 from detector.train.checkpointer import Checkpointer, RunRecord
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
+from detector.train.faults import Fault, position
 from detector.train.loggers import Logger, MultiLogger, open_loggers
 from detector.train.loop import Loop, train_epochs
 from detector.train.optim import build_optimizer
@@ -46,8 +48,6 @@ from detector.train.step import StepParts, StopTraining
 from detector.train.surgery import copy_fitting, freeze
 from detector.train.validation import Validator
 
-RESUMABLE = ("train.", "device", "logger.")  # what a resumed run may change on the command line
-
 
 def run(
     cfg: DictConfig, command_line: CommandLine = CommandLine(), batches: Callable[[], Iterable] | None = None
@@ -55,13 +55,15 @@ def run(
     """Train from a composed, validated config (or resume a run); returns the run directory.
     ``batches``: makes the training loader in place of ours (the head-to-head's loader swap: an
     iterable of batches with ``images`` and ``targets`` per epoch, and ``set_epoch`` as ours has)."""
-    console = Console(stderr=True)
+    console = make_console(stderr=True)
     payload = None
-    if cfg.resume:
-        payload = read_checkpoint(cfg.resume)
+    if cfg.resume and cfg.resume.lower() != "false":
+        checkpoint = resume_checkpoint(cfg.resume, cfg.project, cfg.task, cfg.name)
+        payload = read_checkpoint(checkpoint)
         if "train" not in payload:
-            raise ConfigError(f"{cfg.resume} holds weights only, no training state: use train.init={cfg.resume}")
+            raise ConfigError(f"{checkpoint} holds weights only, no training state: use train.init={checkpoint}")
         cfg = resumed_config(payload["train"]["config"], list(command_line.overrides))
+        console.print(f"resuming {checkpoint} ({position(payload['train']['state'])})")
     device = select_device(cfg.device)
     process = setup(device)
     if process.distributed and device.type == "cuda":
@@ -70,6 +72,8 @@ def run(
         return _train(cfg, payload, device, process, console, batches)
     except StopTraining as err:
         raise ConfigError(str(err)) from err
+    except Fault as fault:
+        raise TrainingStopped(stopped_message(fault)) from None
     finally:
         teardown(process)
 
@@ -86,7 +90,7 @@ def objective(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> flo
     fitness = run_fitness(run_dir)
     if command_line.job is not None:
         what = cfg.train.fitness if cfg.train.val else "minus the box loss (train.val=false)"
-        Console(stderr=True).print(f"job {command_line.job}: fitness {fitness:.6g}, {what}, in {run_dir}")
+        make_console(stderr=True).print(f"job {command_line.job}: fitness {fitness:.6g}, {what}, in {run_dir}")
     return fitness
 
 
@@ -182,8 +186,12 @@ def training_data(
     ``train.batch`` (or what ``batches()`` makes); the val split when ``train.val``."""
     log = console.print if process.main else (lambda *a, **k: None)
     source = instantiate_node(data_cfg, "data")
-    train_index = load_split(source, "train", log=log)
-    val_index = load_split(source, "val", log=log) if options.val else None
+    with progress_report(console, "checking train") as report:
+        train_index = load_split(source, "train", log=log, progress=report if process.main else None)
+    val_index = None
+    if options.val:
+        with progress_report(console, "checking val") as report:
+            val_index = load_split(source, "val", log=log, progress=report if process.main else None)
     if options.fraction < 1.0:
         train_index = train_index.head(max(1, round(len(train_index) * options.fraction)))
     if batches is not None:
@@ -256,98 +264,26 @@ def finish(
     best = weights / "best.pt"
     if why != "interrupted" and val_index is not None and best.is_file():
         model, _ = load_checkpoint(best)
-        result = evaluate(model.to(device), val_index, val_ds, PostProcess(), device, options.batch, options.workers)
+        with progress_report(console, f"evaluating {best}") as report:
+            result = evaluate(
+                model.to(device), val_index, val_ds, PostProcess(), device, options.batch, options.workers, None, report
+            )
         write_outputs(run_dir, result, val_index, EvalSettings(str(best), "val", imgsz), plots=True)
         console.print(results_table(result, val_index))
     loggers.log_files(sorted(run_dir.glob("*.png")))
     loggers.finish()
     if why == "interrupted":
-        console.print(
-            f"interrupted: {weights / 'last.pt'} written. Resume with: python train.py resume={weights / 'last.pt'}"
-        )
+        console.print(f"interrupted: {weights / 'last.pt'} written. {resume_command(weights / 'last.pt')}")
     else:
         console.print(f"{why}: results in {run_dir}" + (f" (best: {best})" if best.is_file() else ""))
 
 
-def resumed_config(saved: dict, overrides: list[str]) -> DictConfig:
-    """The saved config with the command line's ``train.*``, ``device`` and ``logger.*`` values on
-    top, read by Hydra's override parser (``resume=`` itself is skipped); anything else is refused."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-    from hydra.errors import HydraException
-
-    saved = upgraded(saved)
-    cfg = OmegaConf.structured(TrainConfig)
-    cfg.logger = {key: OmegaConf.structured(schema_of("logger", node)) for key, node in saved["logger"].items()}
-    try:
-        cfg = OmegaConf.merge(cfg, saved)
-        for override in OverridesParser.create().parse_overrides(overrides):
-            key = override.key_or_group
-            if key == "resume":
-                continue
-            if not key.startswith(RESUMABLE) or override.is_sweep_override():
-                raise ConfigError(
-                    f"{override.input_line}: a resumed run keeps its model, data and augmentation; only "
-                    "train.*, device and logger.* can change, one value each"
-                )
-            if key.startswith("logger.") and key.split(".")[1] not in cfg.logger:
-                raise ConfigError(
-                    f"{override.input_line}: this run has no logger '{key.split('.')[1]}' (it has "
-                    f"{', '.join(cfg.logger)}); a resumed run keeps its loggers"
-                )
-            OmegaConf.update(cfg, key, None if override.is_delete() else override.value(), merge=True)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(describe_error(err)) from err
-    cfg.resume = None
-    validate(cfg)
-    return cfg
+def resume_command(checkpoint: Path, overrides: Iterable[str] = ()) -> str:
+    return f"Resume with: python train.py resume={checkpoint}" + "".join(f" {o}" for o in overrides)
 
 
-def schema_of(group: str, node: dict) -> type:
-    """The schema registered for a saved ``group`` node, found by its ``_target_``."""
-    for schema in SCHEMAS[f"schema/{group}"].values():
-        if schema._target_ == node.get("_target_"):
-            return schema
-    raise ConfigError(f"{group}._target_={node.get('_target_')!r} is none of the {group} options")
-
-
-def upgraded(saved: dict) -> dict:
-    """A config saved before ``schedule`` and ``logger`` were ``_target_`` nodes (``schedule.shape``,
-    ``logger.backend``), rewritten as the option it named; a ``logger`` saved before it held one node
-    per logger, as :func:`upgraded_loggers` says."""
-    saved = dict(saved)
-    node = dict(saved.get("schedule") or {})
-    if "shape" in node:
-        schema = SCHEMAS["schema/schedule"][str(node.pop("shape"))]
-        keys = {f.name for f in fields(schema)}
-        saved["schedule"] = {"_target_": schema._target_, **{k: v for k, v in node.items() if k in keys}}
-    saved["logger"] = upgraded_loggers(dict(saved.get("logger") or {}))
-    return saved
-
-
-LEGACY_LOGGERS = {"detector.train.loggers.csv_loggers": "csv", "detector.train.loggers.wandb_loggers": "wandb"}
-
-
-def upgraded_loggers(node: dict) -> dict:
-    """The one ``logger`` node of a config saved before ``logger.<key>`` (``_target_`` one of
-    :data:`LEGACY_LOGGERS`, or older, ``backend: csv|wandb``), as the nodes its option makes now: the CSV
-    logger, and the wandb one with the keys it had. Anything else is returned as it is."""
-    if "backend" in node:
-        option = str(node.pop("backend"))
-    elif node.get("_target_") in LEGACY_LOGGERS:
-        option = LEGACY_LOGGERS[node.pop("_target_")]
-    else:
-        return node
-    nodes = {"csv": {"_target_": SCHEMAS["schema/logger"]["csv"]._target_, "_partial_": True}}
-    if option != "csv":
-        schema = SCHEMAS["schema/logger"][option]
-        keys = {f.name for f in fields(schema)}
-        nodes[option] = {**{k: v for k, v in node.items() if k in keys}, "_target_": schema._target_}
-    return nodes
-
-
-def saved_run_ids(saved: str | dict | None) -> dict[str, str]:
-    """The trackers' run ids a checkpoint keeps, by logger key; a checkpoint from before several
-    trackers kept the one id of its wandb run."""
-    if saved is None:
-        return {}
-    return {"wandb": saved} if isinstance(saved, str) else dict(saved)
+def stopped_message(fault: Fault) -> str:
+    """A fault's line: what happened, what was kept, and the command that resumes the run."""
+    if fault.checkpoint is None:
+        return f"{fault}. Start the run again once that is fixed"
+    return f"{fault}. {resume_command(fault.checkpoint, fault.resume_overrides)}"

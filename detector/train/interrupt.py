@@ -1,8 +1,12 @@
-"""Ctrl-C and SIGTERM as a flag the loop checks at optimizer-step boundaries."""
+"""Ctrl-C and SIGTERM as a flag the loop checks at optimizer-step boundaries; signals whose handlers
+raise, held back while a batch is being trained on."""
 
 from __future__ import annotations
 
 import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any
 
@@ -26,3 +30,24 @@ class Interrupt:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
+
+
+@contextmanager
+def deferred(signum: int) -> Iterator[None]:
+    """Run the block with ``signum``'s Python handler held back: a signal that arrives inside calls the
+    handler on leaving the block instead (whatever it raises is raised there). The training loop runs
+    each batch inside ``deferred(SIGCHLD)``: PyTorch's loader raises a dead worker's error from its
+    SIGCHLD handler, which would otherwise land anywhere, in the middle of an optimizer step too.
+    Outside the main thread, or with no Python handler set, the block runs as it is."""
+    previous = signal.getsignal(signum)
+    if not callable(previous) or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    arrived: list[FrameType | None] = []
+    signal.signal(signum, lambda s, frame: arrived.append(frame))
+    try:
+        yield
+    finally:
+        signal.signal(signum, previous)
+        if arrived:
+            previous(signum, arrived[-1])

@@ -8,6 +8,7 @@ loggers) until the last epoch, patience or an interrupt. Everything a restart ne
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,8 @@ from torch.utils.data import DataLoader
 from detector.data.loader import set_epoch
 from detector.train.checkpointer import Checkpointer
 from detector.train.distributed import Process, barrier
-from detector.train.interrupt import Interrupt
+from detector.train.faults import describe_fault
+from detector.train.interrupt import Interrupt, deferred
 from detector.train.loggers import Logger
 from detector.train.optim import Schedule, base_momentum, warmup_accumulation
 from detector.train.progress import EpochProgress
@@ -47,30 +49,51 @@ class Loop:
 
 def train_epochs(loop: Loop, state: LoopState) -> str:
     """Run epochs ``state.epoch .. settings.epochs - 1``; returns why it stopped: ``done``,
-    ``patience``, or ``interrupted`` (Ctrl-C / SIGTERM, after writing ``last.pt``)."""
+    ``patience``, or ``interrupted`` (Ctrl-C / SIGTERM, after writing ``last.pt``). A data-loader
+    worker that dies or the device running out of memory stops the run with a
+    :class:`detector.train.faults.Fault`, after the last completed optimizer step is written to
+    ``last.pt``; so does a checkpoint that cannot be written."""
     progress = EpochProgress(loop.console, enabled=loop.process.main, world_size=loop.process.world_size)
+    loop.checkpointer.mark(state)
     with Interrupt() as interrupt:
-        while state.epoch < loop.settings.epochs:
-            if not run_epoch(loop, state, progress, interrupt):
-                loop.checkpointer.save(state, "interrupt")
-                return "interrupted"
-            end_epoch(loop, state)
-            barrier(loop.process)
-            if interrupt.signal is not None:
-                return "interrupted"
-            if state.stale_epochs >= loop.settings.patience:
-                loop.console.print(
-                    f"stopping early: {loop.settings.fitness} has not improved for {loop.settings.patience} epochs "
-                    f"(best {state.best_fitness:.4f} at epoch {state.best_epoch + 1})"
-                )
-                return "patience"
+        try:
+            return _epochs(loop, state, progress, interrupt)
+        except RuntimeError as err:  # torch.OutOfMemoryError is one
+            fault = describe_fault(err, loop.settings, loop.parts.device, state)
+            if fault is None:
+                raise
+        # here, outside the handler, nothing refers to the error's frames: the loader's iterator and
+        # its workers are gone, and so are the tensors of the failed step
+        loop.parts.optimizer.zero_grad(set_to_none=True)  # the batches after the marked step
+        if loop.parts.device.type == "cuda":
+            torch.cuda.empty_cache()
+        raise loop.checkpointer.save_marked(*fault)
+
+
+def _epochs(loop: Loop, state: LoopState, progress: EpochProgress, interrupt: Interrupt) -> str:
+    while state.epoch < loop.settings.epochs:
+        if not run_epoch(loop, state, progress, interrupt):
+            loop.checkpointer.save(state, "interrupt")
+            return "interrupted"
+        end_epoch(loop, state)
+        barrier(loop.process)
+        if interrupt.signal is not None:
+            return "interrupted"
+        if state.stale_epochs >= loop.settings.patience:
+            loop.console.print(
+                f"stopping early: {loop.settings.fitness} has not improved for {loop.settings.patience} epochs "
+                f"(best {state.best_fitness:.4f} at epoch {state.best_epoch + 1})"
+            )
+            return "patience"
     return "done"
 
 
 def run_epoch(loop: Loop, state: LoopState, progress: EpochProgress, interrupt: Interrupt) -> bool:
     """Train on the rest of ``state.epoch``'s batches; a criterion with ``set_epoch(epoch, epochs)``
     hears of the epoch first. False when an interrupt stopped it at an optimizer-step boundary
-    (``state`` then holds the position to resume from)."""
+    (``state`` then holds the position to resume from). Each batch is trained on with SIGCHLD held
+    back (a dead loader worker's error comes between batches, never inside an optimizer step), and
+    the state after each optimizer step is marked on the checkpointer."""
     parts, settings, loader = loop.parts, loop.settings, loop.loader
     if state.iteration == 0:  # a run resumed mid-epoch is already positioned
         set_epoch(loader, state.epoch)
@@ -85,25 +108,29 @@ def run_epoch(loop: Loop, state: LoopState, progress: EpochProgress, interrupt: 
     pending = 0  # batches whose gradients wait for the next optimizer step
     with progress.epoch(state.epoch, settings.epochs, batches, state.iteration):
         for batch in loader:
-            loop.schedule.apply(parts.optimizer, state.epoch, state.global_step, warmup, momentum)
-            last = state.iteration + 1 == batches
-            accumulate = 1 if last else warmup_accumulation(state.global_step, warmup, settings.batch, settings.nbs)
-            pending = train_step(
-                parts,
-                state,
-                batch.images,
-                batch.targets,
-                pending=pending,
-                accumulate=accumulate,
-                clip=settings.clip,
-                max_nonfinite=settings.max_nonfinite,
-            )
-            state.iteration += 1
-            state.global_step += 1
-            state.seconds = time.perf_counter() - start
-            progress.update(state, parts.optimizer.param_groups[0]["lr"], len(batch.targets.classes))
-            if interrupt.signal is not None and pending == 0 and not last:
-                return False
+            with deferred(signal.SIGCHLD):
+                loop.schedule.apply(parts.optimizer, state.epoch, state.global_step, warmup, momentum)
+                last = state.iteration + 1 == batches
+                accumulate = 1 if last else warmup_accumulation(state.global_step, warmup, settings.batch, settings.nbs)
+                pending = train_step(
+                    parts,
+                    state,
+                    batch.images,
+                    batch.targets,
+                    pending=pending,
+                    accumulate=accumulate,
+                    clip=settings.clip,
+                    max_nonfinite=settings.max_nonfinite,
+                )
+                state.iteration += 1
+                state.global_step += 1
+                state.samples += int(batch.images.shape[0])
+                state.seconds = time.perf_counter() - start
+                if pending == 0:
+                    loop.checkpointer.mark(state)
+                progress.update(state, parts.optimizer.param_groups[0]["lr"], len(batch.targets.classes))
+                if interrupt.signal is not None and pending == 0 and not last:
+                    return False
     return True
 
 
@@ -117,6 +144,7 @@ def end_epoch(loop: Loop, state: LoopState) -> None:
     row.update(metrics)
     improved = state.record_fitness(metrics.get(loop.settings.fitness, -state.sums.get("box", 0.0)))
     state.next_epoch()
+    loop.checkpointer.mark(state)
     loop.checkpointer.save(state, "best" if improved else "last")
     loop.loggers.log_epoch(epoch, row)
 

@@ -28,6 +28,7 @@ class LoopState:
 
     epoch: int = 0  # the epoch in progress (or the next one)
     iteration: int = 0  # batches of ``epoch`` already done
+    samples: int = 0  # samples of ``epoch`` this process has drawn (where a resumed epoch starts)
     global_step: int = 0  # batches done since the start (drives the warmup)
     best_fitness: float = -math.inf
     best_epoch: int = -1
@@ -48,4 +49,11 @@ class LoopState:
 
     def next_epoch(self) -> None:
         """Move to the start of the next epoch: its position and running sums start from zero."""
-        self.epoch, self.iteration, self.sums, self.images, self.seconds = self.epoch + 1, 0, {}, 0, 0.0
+        self.epoch, self.iteration, self.samples, self.sums, self.images, self.seconds = (
+            self.epoch + 1,
+            0,
+            0,
+            {},
+            0,
+            0.0,
+        )

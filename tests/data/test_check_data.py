@@ -24,12 +24,14 @@ def test_check_data_on_the_built_in_dataset_prints_the_table(tmp_path) -> None:
     for expected in ("images usable", "backgrounds", "instances", "class 0: circle", "class 5: cross", "box size"):
         assert expected in out
     assert "train: 12 images" in out and "val: 4 images" in out
+    titles = [line for line in out.splitlines() if line.startswith(("train: ", "val: ")) and "instances; " in line]
+    assert len(titles) == 4  # per split the table's title and the summary line, each whole on one line
     assert (tmp_path / "runs" / "check_data" / "exp" / "train_problems.txt").is_file()
 
 
 def test_check_data_lists_every_problem(tmp_path) -> None:
     data_yaml, expected = write_problem_dataset(tmp_path / "bad")
-    env = {**os.environ, "COLUMNS": "250"}
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}  # piped: the natural width, paths whole
     import subprocess
     import sys
 

@@ -115,6 +115,17 @@ def test_doctor_result_is_cached_until_a_file_changes(tmp_path, monkeypatch) -> 
     assert len(list((tmp_path / "cache" / "doctor").glob("*.npz"))) == 1  # the stale cache is gone
 
 
+def test_the_doctor_reports_its_progress_image_by_image(tmp_path) -> None:
+    data_yaml, _, _ = write_twin_datasets(tmp_path)
+    source = YoloSource(NAMES, 3, file=str(data_yaml))
+    calls: list[tuple[int, int]] = []
+    index = verify_split(source.split("val"), cache_dir=tmp_path / "cache", progress=lambda *c: calls.append(c))
+    assert calls == [(k, index.num_listed) for k in range(1, index.num_listed + 1)] and index.num_listed > 1
+    calls.clear()
+    verify_split(source.split("val"), cache_dir=tmp_path / "cache", progress=lambda *c: calls.append(c))
+    assert calls == []  # a cached result decodes nothing
+
+
 def test_yolo_yaml_variants(tmp_path) -> None:
     data_yaml, _, _ = write_twin_datasets(tmp_path)
     (tmp_path / "list.txt").write_text("images/val/im0.png\nimages/val/im3.png\n")

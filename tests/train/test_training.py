@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -72,6 +73,32 @@ def test_run_directory_holds_everything(tmp_path, tiny_run) -> None:
     checkpoint = torch.load(run / "weights" / "last.pt", weights_only=True)
     assert {"raw_model", "optimizer", "scaler", "ema_updates", "state", "rng", "config"} <= set(checkpoint["train"])
     assert checkpoint["epoch"] == 2
+
+
+def test_a_training_log_file_reads_well(tmp_path, tiny_run) -> None:
+    """``python train.py > train.log 2>&1``: one progress line per epoch and the final table row by row,
+    nothing wrapped at 80 columns."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_") and k != "COLUMNS"}
+    with open(tmp_path / "train.log", "w") as log:
+        subprocess.run(
+            [sys.executable, TRAIN, *tiny_run, "train.epochs=2"],
+            cwd=tmp_path,
+            stdin=subprocess.DEVNULL,  # no terminal anywhere, as in CI or a cluster job
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            timeout=600,
+            check=True,
+        )
+    lines = (tmp_path / "train.log").read_text().splitlines()
+    progress = [line for line in lines if re.match(r"epoch \d/2 ", line)]
+    whole = r"epoch \d/2 ━{40} 2/2 \d+:\d\d:\d\d box \S+ cls \S+ dfl \S+ lr \S+ inst \d+ \S+ img/s$"
+    assert len(progress) == 2 and all(re.match(whole, p) for p in progress)  # at 80 columns: a shorter bar, "0…"
+    assert any(re.match(r"[\d,]+ parameters, .* process\(es\), cpu; run directory \S+$", line) for line in lines)
+    assert any(re.match(r"mAP50-95 \S+  mAP50 \S+  mAP75 \S+  AR100 \S+$", line) for line in lines)  # the title
+    assert any(re.match(r"┃ class +┃ +images ┃ +instances ┃ +AP50-95 ┃$", line) for line in lines)
+    assert any(re.match(r"│ rectangle +│ +\d+ │ +\d+ │ +\S+ │$", line) for line in lines)
+    assert not any(line.startswith(("checking", "validating", "evaluating")) for line in lines)  # short work: no lines
 
 
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, tiny_run) -> None:

@@ -98,9 +98,11 @@ def results_table(figures: list[Figure], model: str, weights: str) -> Table:
         "ours / ultralytics is the ratio of the medians: for images/s above 1 means ours is faster, "
         "for ms and s below 1 means ours is faster"
     )
+    title = f"ours vs Ultralytics: {model}, {weights}"
     table = Table(
-        title=f"ours vs Ultralytics: {model}, {weights}",
+        title=title,
         caption=caption,
+        min_width=max(len(title), len(caption)),  # title and caption on one line where the console allows
         box=box.SIMPLE_HEAD,
         pad_edge=False,
         padding=(0, 1),

@@ -256,11 +256,13 @@ TERMINAL_TITLES = {
 
 def results_table(rows: list[dict[str, Any]], title: str) -> Table:
     """The table for the terminal: short titles (U: Ultralytics' validator / module), short names."""
+    caption = "U: Ultralytics' own validator / module; ms: latency per image, batch 1, fused"
     table = Table(
         title=title,
         title_justify="left",
-        caption="U: Ultralytics' own validator / module; ms: latency per image, batch 1, fused",
+        caption=caption,
         caption_justify="left",
+        min_width=max(len(title), len(caption)),  # title and caption on one line where the console allows
     )
     columns = [(k, TERMINAL_TITLES.get(k, t)) for k, t in columns_in_use(rows) if k != "notes"]
     for key, text in columns:

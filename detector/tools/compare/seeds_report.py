@@ -280,7 +280,7 @@ def terminal_tables(results: Sequence[SeedResult], title: str) -> list[Table]:
             summary_cells(results),
         ),
     ):
-        table = Table(title=name, title_justify="left")
+        table = Table(title=name, title_justify="left", min_width=len(name))
         for k, text in enumerate(header):
             table.add_column(text, justify="left" if k == 0 else "right")
         for row in cells:
