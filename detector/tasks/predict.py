@@ -9,9 +9,9 @@ from pathlib import Path
 
 import cv2
 from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
 
 from detector.config.schemas import PredictConfig
+from detector.console import make_console
 from detector.predict import load, open_sources
 from detector.predict.progress import PredictProgress
 from detector.predict.writers import PredictionWriter
@@ -21,7 +21,7 @@ from detector.tasks.command_line import CommandLine
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     settings: PredictConfig = OmegaConf.to_object(cfg)
-    console = Console()
+    console = make_console()
     with opencv_quiet():  # a missing camera is our one error line, not OpenCV's log of the attempt
         sources = open_sources(settings.source, vid_stride=settings.vid_stride)
     # an exported graph has its own input size: imgsz applies to it only when the command line sets it
