@@ -1,10 +1,15 @@
-"""Device selection from the top-level ``device`` setting."""
+"""Device selection from the top-level ``device`` setting, and how a model runs fastest there:
+autocast dtype, memory format, ``torch.compile``."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import sys
 
 import torch
+from torch import nn
 
 from detector.errors import ConfigError
 
@@ -68,3 +73,38 @@ def memory_format(device: torch.device) -> torch.memory_format:
     if device.type == "cuda" or (device.type == "cpu" and torch.backends.mkldnn.is_available()):
         return torch.channels_last
     return torch.contiguous_format
+
+
+# torch.compile's backend for compile=true. Inductor generates fused kernels (C++ with OpenMP on a CPU,
+# Triton on CUDA); the default test run swaps in "aot_eager" (the same graph capture and autograd,
+# without code generation), since inductor takes minutes to compile a model on a small CPU.
+COMPILE_BACKEND = "inductor"
+
+
+def compile_model(module: nn.Module, device: torch.device, setting: str = "compile") -> nn.Module:
+    """``module`` under ``torch.compile`` (``dynamic=False``): a wrapper sharing its parameters and
+    buffers (save ``module``'s ``state_dict``: the wrapper's keys carry an ``_orig_mod.`` prefix),
+    run as code generated for each input shape it meets. The first call compiles (minutes on a CPU), and so does each new shape
+    once (an epoch's smaller last batch, another batch size): each shape gets kernels of its own
+    instead of one set for any size. On a CPU without a C++ compiler: :func:`check_compiler`'s error."""
+    check_compiler(device, setting)
+    return torch.compile(module, backend=COMPILE_BACKEND, dynamic=False)
+
+
+def check_compiler(device: torch.device, setting: str = "compile") -> None:
+    """On a CPU, inductor compiles C++: without a compiler, a :class:`ConfigError` naming ``setting``
+    (tasks call this before any work starts)."""
+    if COMPILE_BACKEND == "inductor" and device.type == "cpu" and cxx_compiler() is None:
+        raise ConfigError(
+            f"{setting}=true: torch.compile needs a C++ compiler on a CPU, and neither $CXX nor "
+            f"{default_cxx()} was found; install one (e.g. apt-get install g++) or set {setting}=false"
+        )
+
+
+def default_cxx() -> str:
+    return "clang++" if sys.platform == "darwin" else "g++"
+
+
+def cxx_compiler() -> str | None:
+    """The C++ compiler inductor would call (``$CXX``, else g++, clang++ on macOS), if it is there."""
+    return shutil.which(os.environ.get("CXX") or default_cxx())

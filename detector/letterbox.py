@@ -80,6 +80,20 @@ def letterbox(image: np.ndarray, imgsz: int, fill: int = FILL) -> tuple[np.ndarr
     return place_centred(fitted, imgsz, fill), letterbox_params(image.shape[:2], fitted.shape[:2], imgsz)
 
 
+def letterbox_batch(images: Sequence[np.ndarray], imgsz: int, fill: int = FILL) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`letterbox` of each of ``images`` (``[H, W, 3]``, any sizes), placed straight into one
+    ``[B, imgsz, imgsz, 3]`` array (no canvas per image, no stacking), and their ``[B, 4]`` params."""
+    batch = np.full((len(images), imgsz, imgsz, 3), fill, np.uint8)
+    params = np.empty((len(images), 4), np.float32)
+    for i, image in enumerate(images):
+        fitted = fit_longest_side(image, imgsz)
+        h, w = fitted.shape[:2]
+        top, left = centred_offset((h, w), (imgsz, imgsz))
+        batch[i, top : top + h, left : left + w] = fitted
+        params[i] = letterbox_params(image.shape[:2], (h, w), imgsz)
+    return batch, params
+
+
 def undo_letterbox(boxes: Tensor, letterbox: Tensor, orig_size: Tensor | None = None) -> Tensor:
     """``[N, 4]`` xyxy input pixels back to the original image, clipped to it when ``orig_size``
     ``(h, w)`` is given; ``letterbox`` is ``[scale_x, scale_y, pad_x, pad_y]``."""

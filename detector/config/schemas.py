@@ -306,6 +306,9 @@ class TrainLoopConfig:
     sync_bn: bool = False  # SyncBatchNorm under torchrun
     val: bool = True  # validate every epoch
     save_period: int = 0  # also keep weights/epochN.pt every N epochs (0: only last.pt and best.pt)
+    # torch.compile the model for the training batches (fused kernels; the first batch, and an epoch's
+    # smaller last batch, compile first: minutes on a CPU). Checkpoints and the EMA keep the plain model
+    compile: bool = False
 
 
 @dataclass
@@ -384,6 +387,37 @@ class EvaluateConfig(AgnosticPostProcessConfig, RunConfig):
     workers: int = 4
     plots: bool = True
     amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
+    compile: bool = False  # torch.compile the fused model (its first batch, and a smaller last one, compile first)
+
+
+class OrtOptimization(str, Enum):
+    """onnxruntime's graph optimisation levels (``GraphOptimizationLevel``)."""
+
+    disable = "disable"
+    basic = "basic"  # constant folding, redundant nodes removed
+    extended = "extended"  # and node fusions
+    layout = "layout"  # and layout changes (NCHWc convolutions on x86)
+    all = "all"  # every optimisation
+
+
+class OrtExecution(str, Enum):
+    sequential = "sequential"  # one node after another, each on the intra-op threads
+    parallel = "parallel"  # independent nodes at once on the inter-op threads
+
+
+@dataclass
+class OnnxRuntimeConfig:
+    """onnxruntime's session settings for an exported ``.onnx`` (``onnxruntime.*`` of predict.py,
+    ``detector.load(..., onnxruntime=...)``). The defaults are what measured fastest for yolov8n at
+    640 on a shared 2-core CPU, at batch 1 and at batch 8 (README, Prediction)."""
+
+    threads: int = 0  # intra-op threads (0: onnxruntime's choice, one per physical core)
+    # idle intra-op threads spin-wait for the next node instead of sleeping: off measured 1.2-1.7x
+    # faster on a busy machine, where spinning threads take the cores the work needs
+    spinning: bool = False
+    optimization: OrtOptimization = OrtOptimization.all  # all: 1.5x faster than extended (NCHWc layouts)
+    execution: OrtExecution = OrtExecution.sequential  # parallel measured 0.7-0.8x for these chains of convolutions
+    inter_threads: int = 0  # threads for execution=parallel (0: onnxruntime's choice)
 
 
 @dataclass
@@ -395,10 +429,13 @@ class PredictConfig(AgnosticPostProcessConfig, RunConfig):
     save_images: bool = True  # annotated images (PNG) and videos (MP4) beside the JSON
     amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
     batch: int = 8  # images, video frames or tiles per forward
+    # torch.compile the fused PyTorch model (each new batch size or imgsz compiles first: minutes on a CPU)
+    compile: bool = False
     vid_stride: int = 1  # predict every n-th video frame
     tile: Optional[int] = None  # cut each image into tile x tile windows, each predicted at imgsz (null: whole images)
     tile_overlap: float = 0.2  # neighbouring windows overlap by this fraction of a tile
     tile_full: bool = False  # the whole image as one more window (large objects), merged with the tiles
+    onnxruntime: OnnxRuntimeConfig = field(default_factory=OnnxRuntimeConfig)  # an exported .onnx's session
 
 
 class ExportFormat(str, Enum):
@@ -417,6 +454,9 @@ class ExportConfig(RunConfig):
     # one2many boxes and scores for NMS; null: the model's own choice
     branch: Branch | None = None
     max_det: int = 300  # rows of an end-to-end export
+    # ONNX: the graph simplified by onnxslim (constants folded, shape arithmetic removed: about half the
+    # nodes, outputs equal); onnxruntime's own optimisations do the same at load, so it is not faster there
+    simplify: bool = False
 
 
 class BenchmarkPart(str, Enum):

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from detector.config.schemas import OnnxRuntimeConfig
 from detector.device import autocast_dtype, select_device
 from detector.errors import ConfigError
 from detector.eval.postprocess import PostProcess
@@ -35,30 +36,40 @@ def load(
     imgsz: int | None = None,
     branch: str | None = None,
     amp: bool = False,
+    onnxruntime: OnnxRuntimeConfig | None = None,
+    compile: bool = False,
 ) -> Model:
     """A :class:`Model` from a file: one of our checkpoints (``.pt``), an Ultralytics detection
     ``.pt`` (read through the restricted unpickler, never executed), or an ONNX file written by
     ``scripts/export.py``. ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``. ``imgsz``: the
     default input size of :meth:`Model.predict` (640; an ONNX file's is the size it was exported at).
     ``branch``: ``one2one`` or ``one2many`` for an end-to-end model (YOLO26; None: its own choice).
-    ``amp``: autocast inference (bf16 / fp16 on CUDA, bf16 on a CPU with native bf16)."""
+    ``amp``: autocast inference (bf16 / fp16 on CUDA, bf16 on a CPU with native bf16).
+    ``onnxruntime``: an ONNX file's session settings (threads, spinning, graph optimisation; default
+    :class:`OnnxRuntimeConfig`'s). ``compile``: a PyTorch model runs under ``torch.compile`` (each new
+    batch size or ``imgsz`` compiles first, minutes on a CPU; not for an ONNX file)."""
     path = Path(weights).expanduser()
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise ConfigError(f"checkpoint not found: {path}")
+        if compile:
+            raise ConfigError(
+                "compile=true applies to PyTorch checkpoints: an exported .onnx runs on onnxruntime, "
+                "which optimises its graph itself (onnxruntime.*)"
+            )
         if branch is not None:
             raise ConfigError(
                 f"branch={branch}: an exported model predicts with the branch it was exported with "
                 "(scripts/export.py branch=...)"
             )
         try:
-            runtime = OnnxModel(path)
+            runtime = OnnxModel(path, onnxruntime)
         except ValueError as err:
             raise ConfigError(str(err)) from err
         return Model(runtime, runtime.names, device, imgsz=imgsz, amp=amp)
     model, meta = load_weights(path)
     use_branch(model.head, branch)
-    return Model(model, list(meta["names"]), device, imgsz=imgsz, amp=amp)
+    return Model(model, list(meta["names"]), device, imgsz=imgsz, amp=amp, compile=compile)
 
 
 class Model:
@@ -74,6 +85,7 @@ class Model:
         *,
         imgsz: int | None = None,
         amp: bool = False,
+        compile: bool = False,
     ) -> None:
         self.device = device if isinstance(device, torch.device) else select_device(str(device))
         self.names = list(names)
@@ -82,7 +94,8 @@ class Model:
             raise ConfigError(f"imgsz={imgsz}: this exported model takes {own} x {own} inputs (export again at imgsz)")
         post = PostProcess(conf=0.25, multi_label=False)
         amp_dtype = autocast_dtype(self.device, amp, "amp")
-        self.predictor = Predictor(runtime, self.device, int(imgsz or own or DEFAULT_IMGSZ), post, amp_dtype)
+        size = int(imgsz or own or DEFAULT_IMGSZ)
+        self.predictor = Predictor(runtime, self.device, size, post, amp_dtype, compile)
 
     @property
     def imgsz(self) -> int:

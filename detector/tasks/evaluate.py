@@ -10,7 +10,7 @@ from detector.config import instantiate_node
 from detector.config.schemas import EvaluateConfig
 from detector.console import make_console, progress_report
 from detector.data.build import load_split, val_dataset
-from detector.device import autocast_dtype, select_device
+from detector.device import autocast_dtype, check_compiler, compile_model, select_device
 from detector.eval.coco import EvalResult, evaluate_branches
 from detector.eval.postprocess import PostProcess
 from detector.eval.report import EvalSettings, check_names, results_table, write_outputs
@@ -24,6 +24,8 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     settings: EvaluateConfig = OmegaConf.to_object(cfg)
     console = make_console()
     device = select_device(settings.device)
+    if settings.compile:
+        check_compiler(device)
     model, meta = load_weights(settings.checkpoint)
     source = instantiate_node(settings.data, "data")
     check_names(meta["names"], settings.data.names, settings.checkpoint)
@@ -36,6 +38,8 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     branch = model.head.inference  # the main result; an end-to-end head's other branch is scored beside it
     branches = (branch, *(b for b in model.head.branches if b != branch))
     model = model.fuse().to(device)
+    if settings.compile:  # the wrapper passes .head and .eval() on to the model
+        model = compile_model(model, device)
     with progress_report(console, f"evaluating {settings.split}") as report:
         results = evaluate_branches(
             model, index, dataset, post, device, branches, settings.batch, settings.workers, amp, report
@@ -59,8 +63,9 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
             console.print(line)
     speed = ", ".join(f"{k} {v:.1f} ms" for k, v in result.speed.items())
     precision = f", {str(amp).removeprefix('torch.')} autocast" if amp is not None else ""
+    fused = "fused, compiled (the first batches' inference includes compiling)" if settings.compile else "fused"
     console.print(
-        f"speed per image: {speed} (imgsz {settings.imgsz}, batch {settings.batch}, {device}{precision}, fused)"
+        f"speed per image: {speed} (imgsz {settings.imgsz}, batch {settings.batch}, {device}{precision}, {fused})"
     )
     console.print(f"results in {run_dir}")
     return run_dir

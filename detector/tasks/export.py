@@ -25,7 +25,14 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     imgsz = settings.imgsz
     if settings.format is ExportFormat.onnx:
         path = export_onnx(
-            model, run_dir / f"{stem}.onnx", imgsz, meta["names"], settings.dynamic, settings.opset, settings.max_det
+            model,
+            run_dir / f"{stem}.onnx",
+            imgsz,
+            meta["names"],
+            settings.dynamic,
+            settings.opset,
+            settings.max_det,
+            simplify=settings.simplify,
         )
     else:
         with warnings.catch_warnings():  # torch marks TorchScript deprecated; the format still loads everywhere

@@ -27,7 +27,15 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     # an exported graph has its own input size: imgsz applies to it only when the command line sets it
     onnx = Path(settings.checkpoint).suffix.lower() == ".onnx"
     imgsz = None if onnx and "imgsz" not in given_keys(command_line) else settings.imgsz
-    model = load(settings.checkpoint, settings.device, imgsz=imgsz, branch=settings.branch, amp=settings.amp)
+    model = load(
+        settings.checkpoint,
+        settings.device,
+        imgsz=imgsz,
+        branch=settings.branch,
+        amp=settings.amp,
+        onnxruntime=settings.onnxruntime,
+        compile=settings.compile,
+    )
     skipped: list[str] = []
     results = model.stream(  # settings checked here, before a run directory is made
         sources,

@@ -27,7 +27,7 @@ from detector.console import make_console, progress_report
 from detector.data.build import AugmentSettings, load_split, train_dataset, val_dataset
 from detector.data.index import SplitIndex
 from detector.data.loader import build_loader
-from detector.device import autocast_dtype, memory_format, select_device
+from detector.device import autocast_dtype, check_compiler, compile_model, memory_format, select_device
 from detector.errors import ConfigError, TrainingStopped
 from detector.interop.weights import load_weights
 from detector.losses import build_loss
@@ -112,6 +112,8 @@ def _train(
     options: TrainLoopConfig = OmegaConf.to_object(cfg.train)
     settings = LoopSettings(**{f.name: getattr(options, f.name) for f in fields(LoopSettings)})
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)  # also what checkpoints keep
+    if options.compile:
+        check_compiler(device, "train.compile")
     torch.manual_seed(options.seed)
     if options.deterministic:
         torch.use_deterministic_algorithms(True, warn_only=True)
@@ -140,6 +142,10 @@ def _train(
     val_ds = val_dataset(val_index, cfg.imgsz, options.cache_images) if val_index is not None and process.main else None
     validate = None if val_ds is None else Validator(val_index, val_ds, device, console, options.batch, options.workers)
     parts.ddp = distributed_model(model, process, device)  # last: the EMA copy and the summary saw the bare model
+    if options.compile:  # the batches go through the compiled module; the EMA and checkpoints keep the plain one
+        parts.compiled = compile_model(parts.network, device, "train.compile")
+        log = console.print if process.main else (lambda *a, **k: None)
+        log("train.compile: the first batch compiles the model (minutes on a CPU), and so does a smaller last batch")
     why = train_epochs(
         Loop(parts, schedule, settings, loader, checkpointer, loggers, validate, console, process), state
     )

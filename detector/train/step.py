@@ -36,10 +36,15 @@ class StepParts:
     memory_format: torch.memory_format = torch.contiguous_format  # of the model's weights and its inputs
     ddp: nn.Module | None = None  # DistributedDataParallel(model) under torchrun: batches go through it
     world_size: int = 1  # processes; DDP averages gradients over them, so the loss is scaled by it
+    # torch.compile of the DDP wrapper or the model (train.compile): batches go through it, while
+    # ``model`` stays the plain module that is clipped, averaged into the EMA and saved
+    compiled: nn.Module | None = None
 
     @property
     def network(self) -> nn.Module:
-        """What the batches go through: the DDP wrapper when there is one, else the model."""
+        """What the batches go through: the compiled module, else the DDP wrapper, else the model."""
+        if self.compiled is not None:
+            return self.compiled
         return self.ddp if self.ddp is not None else self.model
 
     def autocast(self) -> AbstractContextManager:
