@@ -375,7 +375,7 @@ class ShowBatchConfig(RunConfig):
 @dataclass
 class EvaluateConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "evaluate"
-    checkpoint: str = MISSING
+    checkpoint: str = MISSING  # a checkpoint (.pt), or an exported .onnx or OpenVINO .xml (or its folder)
     data: Any = MISSING
     split: str = "val"
     batch: int = 16
@@ -388,7 +388,7 @@ class EvaluateConfig(AgnosticPostProcessConfig, RunConfig):
 class PredictConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "predict"
     conf: float = 0.25  # prediction keeps only confident detections (validation scores down to 0.001)
-    checkpoint: str = MISSING  # a detector checkpoint (.pt) or an exported .onnx
+    checkpoint: str = MISSING  # a detector checkpoint (.pt), an exported .onnx or OpenVINO .xml (or its folder)
     source: str = MISSING  # an image, a folder, or a glob
     save_images: bool = True
     amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
@@ -397,6 +397,15 @@ class PredictConfig(AgnosticPostProcessConfig, RunConfig):
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    openvino = "openvino"
+
+
+class Int8Float(str, Enum):
+    """What an INT8 OpenVINO export keeps in float (detector/export/quantize.py)."""
+
+    none = "none"  # NNCF's choice everywhere, the decoding included
+    decode = "decode"  # the decoding after the detector's layers (DFL, boxes in pixels, sigmoid, top-k)
+    head = "head"  # the decoding and the head's last 1x1 convolutions
 
 
 @dataclass
@@ -410,6 +419,13 @@ class ExportConfig(RunConfig):
     # one2many boxes and scores for NMS; null: the model's own choice
     branch: Branch | None = None
     max_det: int = 300  # rows of an end-to-end export
+    half: bool = False  # openvino: fp16 weights
+    int8: bool = False  # openvino: INT8 post-training quantization (NNCF), calibrated on images of data
+    int8_images: int = 300  # calibration images (a seeded sample of int8_split, letterboxed as for validation)
+    int8_split: str = "train"
+    int8_float: Int8Float = Int8Float.decode
+    seed: int = 0  # the calibration sample
+    data: Any = None  # a data option (data=shapes, data=yolo data.file=...): int8's calibration images
 
 
 class BenchmarkPart(str, Enum):

@@ -112,10 +112,17 @@ class OnnxModel:
         self.names: list[str] = json.loads(meta["names"])
         self.imgsz = int(meta["imgsz"])
         self.end2end = meta.get("end2end") == "true"
+        batch = self.session.get_inputs()[0].shape[0]
+        self.batch: int | None = batch if isinstance(batch, int) else None  # None: a dynamic batch axis
+        self.description = f"ONNX Runtime, {self.session.get_providers()[0]}"
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor] | Tensor:
-        feed = {"images": images.cpu().numpy().astype(np.float32)}
-        if self.end2end:
-            return torch.from_numpy(self.session.run(["detections"], feed)[0])
-        boxes, scores = self.session.run(["boxes", "scores"], feed)
-        return torch.from_numpy(boxes), torch.from_numpy(scores)
+        """Any batch size: a graph exported with a static batch runs it in chunks of that size."""
+        x = images.detach().cpu().numpy().astype(np.float32)
+        step = self.batch or len(x)
+        if len(x) % step:
+            raise ValueError(f"this graph takes batches of {step} images (exported without dynamic=true)")
+        names = ["detections"] if self.end2end else ["boxes", "scores"]
+        parts = [self.session.run(names, {"images": x[i : i + step]}) for i in range(0, len(x), step)]
+        outputs = [torch.from_numpy(np.concatenate([p[k] for p in parts])) for k in range(len(names))]
+        return outputs[0] if self.end2end else (outputs[0], outputs[1])

@@ -15,7 +15,7 @@ from detector.device import autocast_dtype, select_device
 from detector.errors import ConfigError
 from detector.eval.postprocess import PostProcess
 from detector.eval.predict import Predictor
-from detector.export.onnx import OnnxModel
+from detector.export.runtime import is_exported, load_exported
 from detector.images import decode_image, draw_boxes, save_png
 from detector.interop.weights import load_weights
 from detector.models.heads import use_branch
@@ -45,8 +45,8 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     post = PostProcess(
         conf=settings.conf, iou=settings.iou, max_det=settings.max_det, agnostic=settings.agnostic, multi_label=False
     )
-    if Path(settings.checkpoint).suffix.lower() == ".onnx":
-        model = OnnxModel(settings.checkpoint)
+    if is_exported(settings.checkpoint):  # .onnx, OpenVINO .xml or its folder
+        model = load_exported(settings.checkpoint)
         names = model.names
     else:
         model, meta = load_weights(settings.checkpoint)
