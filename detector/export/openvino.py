@@ -42,14 +42,10 @@ def require(module: str, option: str) -> ModuleType:
         ) from err
 
 
-def require_openvino(option: str = "format=openvino") -> ModuleType:
-    return require("openvino", option)
-
-
 def to_openvino(model: Detector, imgsz: int, names: list[str], dynamic: bool = False, max_det: int = 300) -> Any:
     """The fused model with its decoding as an ``openvino.Model`` (the ONNX export's graph, input
     ``[1 | ?, 3, imgsz, imgsz]``: ``dynamic`` gives a dynamic batch axis)."""
-    ov = require_openvino()
+    ov = require("openvino", "format=openvino")
     require("onnx", "format=openvino")  # the IR is converted from the ONNX export
     with tempfile.TemporaryDirectory(prefix="detector-openvino-") as tmp:
         onnx_file = export_onnx(model, Path(tmp) / "model.onnx", imgsz, names, dynamic, 17, max_det)
@@ -72,7 +68,7 @@ def save_ir(ov_model: Any, path: Path, half: bool = False) -> Path:
     """Write ``path`` (``.xml``) and its ``.bin``, weights as fp16 when ``half``. Both are written in
     a temporary folder beside them and moved into place, the ``.bin`` first: a reader never meets
     a half-written file."""
-    ov = require_openvino()
+    ov = require("openvino", "format=openvino")
     path = Path(path)
     if path.suffix != ".xml":
         raise ValueError(f"an OpenVINO IR is a .xml file, got {path}")
@@ -173,7 +169,7 @@ class OpenVinoModel:
     """
 
     def __init__(self, path: str | Path, throughput: bool = False) -> None:
-        ov = require_openvino("an OpenVINO model (.xml)")
+        ov = require("openvino", "an OpenVINO model (.xml)")
         xml = find_ir(path)
         core = ov.Core()
         try:

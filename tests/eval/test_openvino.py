@@ -241,3 +241,48 @@ def test_int8_needs_data_and_openvino_options_need_openvino(tmp_path) -> None:
         with pytest.raises(ConfigError, match=message):
             run_task("scripts/export.py", f"checkpoint={checkpoint}", *args, f"project={tmp_path / 'runs'}")
     assert not (tmp_path / "runs").exists()  # refused before any run directory is made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["yolov8n", "yolo26n"])
+def test_int8_keeps_map_within_one_point_of_float32(tmp_path, monkeypatch, model: str) -> None:
+    """A model trained briefly on 16 images of the built-in data until it detects them (mAP50-95 >= 0.3
+    on them, so that the bound means something), exported as float32 and as INT8 (calibrated on the
+    same 16 images): evaluated on those images, the float32 IR gives the checkpoint's mAP50-95
+    (1e-3) and the INT8 IR stays within 1.0 point of it."""
+    monkeypatch.chdir(tmp_path)
+    data = ["data=shapes", f"data.root={tmp_path / 'shapes'}", "data.num_train=16", "data.num_val=4", "data.imgsz=160"]
+    run_task(
+        "train.py",
+        f"model={model}",
+        *data,
+        "imgsz=160",
+        "augment=none",
+        "device=cpu",
+        "train.epochs=60",
+        "train.batch=8",
+        "train.nbs=8",
+        "train.workers=0",
+        "train.val=false",
+        "schedule.warmup_epochs=0",
+        "optim.lr=0.01",
+    )
+    checkpoint = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    exported = {}
+    for name, extra in (("fp32", []), ("int8", ["int8=true", "int8_images=16"])):
+        exported[name] = run_task(
+            "scripts/export.py",
+            f"checkpoint={checkpoint}",
+            "format=openvino",
+            "imgsz=160",
+            *data,
+            *extra,
+            f"name={name}",
+        )
+    scores = {}
+    for name, path in (("pt", checkpoint), *exported.items()):
+        args = [f"checkpoint={path}", *data, "imgsz=160", "split=train", "workers=0", "plots=false", f"name={name}"]
+        scores[name] = read_json(run_task("scripts/evaluate.py", *args) / "metrics.json")["mAP50-95"]
+    assert scores["pt"] >= 0.3, scores
+    assert abs(scores["fp32"] - scores["pt"]) <= 1e-3, scores
+    assert abs(scores["int8"] - scores["fp32"]) <= 0.01, scores
