@@ -11,6 +11,7 @@ from detector.config import instantiate_node
 from detector.config.schemas import EvaluateConfig
 from detector.data.build import load_split, val_dataset
 from detector.device import autocast_dtype, select_device
+from detector.errors import ConfigError
 from detector.eval.coco import EvalResult, evaluate_branches
 from detector.eval.exported import evaluate_exported
 from detector.eval.postprocess import PostProcess
@@ -71,6 +72,12 @@ def run_exported(settings: EvaluateConfig) -> Path:
     input size it was exported with; scored by the branch it was exported with."""
     console = Console()
     model = load_exported(settings.checkpoint, throughput=True)
+    branch = "one2one" if model.end2end else "one2many"
+    if settings.branch is not None and settings.branch.value != branch:
+        raise ConfigError(
+            f"branch={settings.branch.value}: {settings.checkpoint} holds the {branch} branch only "
+            f"(export the checkpoint with branch={settings.branch.value})"
+        )
     source = instantiate_node(settings.data, "data")
     check_names(model.names, settings.data.names, settings.checkpoint)
     if settings.imgsz != model.imgsz:
@@ -80,7 +87,6 @@ def run_exported(settings: EvaluateConfig) -> Path:
     dataset = val_dataset(index, model.imgsz)
     result = evaluate_exported(model, index, dataset, post, settings.batch, settings.workers)
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
-    branch = "one2one" if model.end2end else "one2many"
     recorded = EvalSettings(
         checkpoint=settings.checkpoint,
         split=settings.split,

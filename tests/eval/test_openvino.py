@@ -159,6 +159,8 @@ def test_evaluate_predict_and_compare_take_the_xml(tmp_path, tiny_data, monkeypa
         assert a["category_id"] == b["category_id"] and abs(a["score"] - b["score"]) <= 1e-4
         assert np.allclose(a["bbox"], b["bbox"], atol=2e-3)  # 1e-3 px per corner, written to 3 decimals
     assert ov["settings"]["checkpoint"] == str(xml) and ov["settings"]["branch"] == "one2many"
+    with pytest.raises(ConfigError, match="branch=one2one: .* holds the one2many branch only"):
+        run_task("scripts/evaluate.py", f"checkpoint={xml}", *common, "branch=one2one")
 
     images = tmp_path / "images"
     images.mkdir()
