@@ -15,7 +15,8 @@ from detector.config.schemas import ExportConfig, ExportFormat
 from detector.data.build import load_split, val_dataset
 from detector.errors import ConfigError
 from detector.export.onnx import export_onnx, export_torchscript
-from detector.export.openvino import export_metadata, export_openvino, save_ir, set_metadata, to_openvino
+from detector.export.openvino import export_metadata, export_openvino, require, save_ir, set_metadata, to_openvino
+from detector.export.quantize import quantize_int8
 from detector.interop.weights import load_weights
 from detector.models.detector import Detector
 from detector.models.heads import use_branch
@@ -88,9 +89,7 @@ def export_ir(
     """The OpenVINO IR: float32 or fp16 weights, or INT8 calibrated on ``calibration``."""
     if not settings.int8:
         return export_openvino(model, path, settings.imgsz, names, settings.dynamic, settings.half, settings.max_det)
-    from detector.export.quantize import quantize_int8
-
-    logging.getLogger("nncf").setLevel(logging.WARNING)  # its per-node INFO lines; its progress bars stay
+    require("nncf", "int8=true").set_log_level(logging.WARNING)  # its per-node INFO lines; its progress bars stay
     ov_model = to_openvino(model, settings.imgsz, names, settings.dynamic, settings.max_det)
     quantized = quantize_int8(ov_model, calibration, settings.int8_float.value)
     metadata: dict[str, Any] = export_metadata(ov_model, names, settings.imgsz, settings.max_det, "int8")
