@@ -408,6 +408,20 @@ class Int8Float(str, Enum):
     head = "head"  # the decoding and the head's last 1x1 convolutions
 
 
+class Int8Preset(str, Enum):
+    """NNCF's quantization preset of an INT8 OpenVINO export."""
+
+    performance = "performance"  # symmetric weights and activations (int8 kernels throughout)
+    mixed = "mixed"  # asymmetric activations (u8 with zero points; slower on the CPUs measured)
+
+
+class Int8Ranges(str, Enum):
+    """How an INT8 OpenVINO export sets each activation's range from the calibration images."""
+
+    minmax = "minmax"  # the smallest and largest value over all of them
+    mean_minmax = "mean_minmax"  # the mean of each image's (NNCF's default: clips the rarer extremes)
+
+
 @dataclass
 class ExportConfig(RunConfig):
     task: str = "export"
@@ -424,6 +438,8 @@ class ExportConfig(RunConfig):
     int8_images: int = 300  # calibration images (a seeded sample of int8_split, letterboxed as for validation)
     int8_split: str = "train"
     int8_float: Int8Float = Int8Float.decode
+    int8_preset: Int8Preset = Int8Preset.performance
+    int8_ranges: Int8Ranges = Int8Ranges.minmax
     seed: int = 0  # the calibration sample
     data: Any = None  # a data option (data=shapes, data=yolo data.file=...): int8's calibration images
 

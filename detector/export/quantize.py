@@ -20,7 +20,8 @@ import numpy as np
 from detector.export.openvino import require
 
 KEEP_FLOAT = ("none", "decode", "head")
-PRESETS = ("mixed", "performance")
+PRESETS = ("performance", "mixed")
+RANGES = ("minmax", "mean_minmax")
 SKIPPED_TYPES = {"Parameter", "Constant", "Result"}
 
 
@@ -48,17 +49,29 @@ def is_last_head_conv(name: str) -> bool:
 
 
 def quantize_int8(
-    ov_model: Any, calibration: Sequence[np.ndarray], keep_float: str = "decode", preset: str = "mixed"
+    ov_model: Any,
+    calibration: Sequence[np.ndarray],
+    keep_float: str = "decode",
+    preset: str = "performance",
+    ranges: str = "minmax",
 ) -> Any:
     """``ov_model`` with INT8 weights and activations, its quantization ranges measured on
     ``calibration`` (each ``[1, 3, H, W]`` float32 in [0, 1], letterboxed as for validation), the
-    operations of ``keep_float`` left in float. ``preset``: ``mixed`` (symmetric weights, asymmetric
-    activations: SiLU outputs go below zero) or ``performance`` (symmetric both)."""
+    operations of ``keep_float`` left in float. ``preset``: ``performance`` (symmetric weights and
+    activations) or ``mixed`` (asymmetric activations: u8 with zero points). ``ranges``: how an
+    activation's quantization range comes from the calibration images: ``minmax``, the smallest and
+    largest value over all of them, or ``mean_minmax``, the mean over the images of each one's
+    (NNCF's default for activations, which clips the rarer extremes)."""
     nncf = require("nncf", "int8=true")
     if not calibration:
         raise ValueError("no calibration images")
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {list(PRESETS)}, got {preset!r}")
+    if ranges not in RANGES:
+        raise ValueError(f"ranges must be one of {list(RANGES)}, got {ranges!r}")
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    estimator = RangeEstimatorParametersSet.MINMAX if ranges == "minmax" else RangeEstimatorParametersSet.MEAN_MINMAX
     ignored = float_nodes(ov_model, keep_float)
     return nncf.quantize(
         ov_model,
@@ -66,4 +79,5 @@ def quantize_int8(
         preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
         subset_size=len(calibration),
         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
+        advanced_parameters=nncf.AdvancedQuantizationParameters(activations_range_estimator_params=estimator),
     )

@@ -91,13 +91,16 @@ def export_ir(
         return export_openvino(model, path, settings.imgsz, names, settings.dynamic, settings.half, settings.max_det)
     require("nncf", "int8=true").set_log_level(logging.WARNING)  # its per-node INFO lines; its progress bars stay
     ov_model = to_openvino(model, settings.imgsz, names, settings.dynamic, settings.max_det)
-    quantized = quantize_int8(ov_model, calibration, settings.int8_float.value)
+    quantized = quantize_int8(
+        ov_model, calibration, settings.int8_float.value, settings.int8_preset.value, settings.int8_ranges.value
+    )
     metadata: dict[str, Any] = export_metadata(ov_model, names, settings.imgsz, settings.max_det, "int8")
     metadata.update(
         int8_images=len(calibration),
         int8_split=settings.int8_split,
         int8_float=settings.int8_float.value,
-        int8_preset="mixed",
+        int8_preset=settings.int8_preset.value,
+        int8_ranges=settings.int8_ranges.value,
     )
     set_metadata(quantized, metadata)
     return save_ir(quantized, path)
