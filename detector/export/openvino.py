@@ -142,9 +142,14 @@ def find_ir(path: str | Path) -> Path:
     path = Path(path).expanduser()
     if path.is_dir():
         found = sorted(path.glob("*.xml"))
-        if len(found) != 1:
-            what = "no .xml file" if not found else f"{len(found)} .xml files ({', '.join(p.name for p in found)})"
-            raise ConfigError(f"{path}: an OpenVINO model folder holds one .xml and its .bin; it holds {what}")
+        if not found:
+            raise ConfigError(
+                f"{path} is a folder with no .xml file: give a checkpoint file (.pt), an .onnx, or an "
+                "OpenVINO .xml or the folder holding it"
+            )
+        if len(found) > 1:
+            listed = ", ".join(p.name for p in found)
+            raise ConfigError(f"{path} holds {len(found)} .xml files ({listed}): give the one to use")
         path = found[0]
     if path.suffix.lower() != ".xml":
         raise ConfigError(f"{path}: an OpenVINO model is a .xml file (with its .bin) or the folder holding them")

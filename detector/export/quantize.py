@@ -21,7 +21,7 @@ from detector.export.openvino import require
 
 KEEP_FLOAT = ("none", "decode", "head")
 PRESETS = ("performance", "mixed")
-RANGES = ("minmax", "mean_minmax")
+RANGES = ("minmax", "mean_minmax", "histogram")
 SKIPPED_TYPES = {"Parameter", "Constant", "Result"}
 
 
@@ -60,8 +60,9 @@ def quantize_int8(
     operations of ``keep_float`` left in float. ``preset``: ``performance`` (symmetric weights and
     activations) or ``mixed`` (asymmetric activations: u8 with zero points). ``ranges``: how an
     activation's quantization range comes from the calibration images: ``minmax``, the smallest and
-    largest value over all of them, or ``mean_minmax``, the mean over the images of each one's
-    (NNCF's default for activations, which clips the rarer extremes)."""
+    largest value over all of them; ``mean_minmax``, the mean over the images of each one's (NNCF's
+    default for activations, which clips the rarer extremes); ``histogram``, the range that
+    minimises the quantization error of the values' histogram."""
     nncf = require("nncf", "int8=true")
     if not calibration:
         raise ValueError("no calibration images")
@@ -71,7 +72,11 @@ def quantize_int8(
         raise ValueError(f"ranges must be one of {list(RANGES)}, got {ranges!r}")
     from nncf.quantization.range_estimator import RangeEstimatorParametersSet
 
-    estimator = RangeEstimatorParametersSet.MINMAX if ranges == "minmax" else RangeEstimatorParametersSet.MEAN_MINMAX
+    estimator = {
+        "minmax": RangeEstimatorParametersSet.MINMAX,
+        "mean_minmax": RangeEstimatorParametersSet.MEAN_MINMAX,
+        "histogram": RangeEstimatorParametersSet.HISTOGRAM,
+    }[ranges]
     ignored = float_nodes(ov_model, keep_float)
     return nncf.quantize(
         ov_model,

@@ -107,8 +107,8 @@ def test_metadata_round_trip_and_errors(tmp_path) -> None:
     cases = {
         tmp_path / "missing.xml": "OpenVINO model not found",
         tmp_path / "nobin" / "m.xml": "its weights file m.bin is missing beside it",
-        tmp_path / "empty": "it holds no .xml file",
-        tmp_path / "two": "it holds 2 .xml files (a.xml, b.xml)",
+        tmp_path / "empty": "is a folder with no .xml file: give a checkpoint file (.pt), an .onnx,",
+        tmp_path / "two": "holds 2 .xml files (a.xml, b.xml): give the one to use",
         tmp_path / "foreign.xml": "was not exported by detector",
         tmp_path / "missing.onnx": "ONNX model not found",
     }
