@@ -380,7 +380,7 @@ class ShowBatchConfig(RunConfig):
 @dataclass
 class EvaluateConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "evaluate"
-    checkpoint: str = MISSING
+    checkpoint: str = MISSING  # a checkpoint (.pt), or an exported .onnx or OpenVINO .xml (or its folder)
     data: Any = MISSING
     split: str = "val"
     batch: int = 16
@@ -424,7 +424,9 @@ class OnnxRuntimeConfig:
 class PredictConfig(AgnosticPostProcessConfig, RunConfig):
     task: str = "predict"
     conf: float = 0.25  # prediction keeps only confident detections (validation scores down to 0.001)
-    checkpoint: str = MISSING  # a detector checkpoint (.pt), an Ultralytics .pt, or an exported .onnx
+    checkpoint: str = (
+        MISSING  # a detector checkpoint (.pt), an Ultralytics .pt, an exported .onnx or OpenVINO .xml (or its folder)
+    )
     source: str = MISSING  # an image, video, folder or glob, a stream URL, or a camera index (0)
     save_images: bool = True  # annotated images (PNG) and videos (MP4) beside the JSON
     amp: bool = False  # autocast inference: fp16 / bf16 on CUDA, bf16 on a CPU with native bf16 (AVX512-BF16 / AMX)
@@ -441,6 +443,29 @@ class PredictConfig(AgnosticPostProcessConfig, RunConfig):
 class ExportFormat(str, Enum):
     onnx = "onnx"
     torchscript = "torchscript"
+    openvino = "openvino"
+
+
+class Int8Float(str, Enum):
+    """What an INT8 OpenVINO export keeps in float (detector/export/quantize.py)."""
+
+    none = "none"  # NNCF's choice everywhere, the decoding included
+    decode = "decode"  # the decoding after the detector's layers (DFL, boxes in pixels, sigmoid, top-k)
+    head = "head"  # the decoding and the head's last 1x1 convolutions
+
+
+class Int8Preset(str, Enum):
+    """NNCF's quantization preset of an INT8 OpenVINO export."""
+
+    performance = "performance"  # symmetric weights and activations (int8 kernels throughout)
+    mixed = "mixed"  # asymmetric activations (u8 with zero points; slower on the CPUs measured)
+
+
+class Int8Ranges(str, Enum):
+    """How an INT8 OpenVINO export sets each activation's range from the calibration images."""
+
+    minmax = "minmax"  # the smallest and largest value over all of them
+    mean_minmax = "mean_minmax"  # the mean of each image's (NNCF's default: clips the rarer extremes)
 
 
 @dataclass
@@ -457,6 +482,15 @@ class ExportConfig(RunConfig):
     # ONNX: the graph simplified by onnxslim (constants folded, shape arithmetic removed: about half the
     # nodes, outputs equal); onnxruntime's own optimisations do the same at load, so it is not faster there
     simplify: bool = False
+    half: bool = False  # openvino: fp16 weights
+    int8: bool = False  # openvino: INT8 post-training quantization (NNCF), calibrated on images of data
+    int8_images: int = 300  # calibration images (a seeded sample of int8_split, letterboxed as for validation)
+    int8_split: str = "train"
+    int8_float: Int8Float = Int8Float.decode
+    int8_preset: Int8Preset = Int8Preset.performance
+    int8_ranges: Int8Ranges = Int8Ranges.minmax
+    seed: int = 0  # the calibration sample
+    data: Any = None  # a data option (data=shapes, data=yolo data.file=...): int8's calibration images
 
 
 class BenchmarkPart(str, Enum):

@@ -174,6 +174,7 @@ class OnnxModel:
         self.outputs = ["detections"] if self.end2end else ["boxes", "scores"]
         batch = self.session.get_inputs()[0].shape[0]
         self.batch: int | None = batch if isinstance(batch, int) else None  # None: a dynamic batch axis
+        self.description = f"ONNX Runtime, {self.session.get_providers()[0]}"
 
     def __call__(self, images: Tensor) -> tuple[Tensor, Tensor] | Tensor:
         """``images [B, 3, imgsz, imgsz]`` float32; a graph exported with a fixed batch size runs them in

@@ -18,6 +18,7 @@ from detector.errors import ConfigError
 from detector.eval.postprocess import PostProcess
 from detector.eval.predict import Predictor
 from detector.export.onnx import OnnxModel
+from detector.export.runtime import is_exported, load_exported
 from detector.interop.weights import load_weights
 from detector.models.detector import Detector
 from detector.models.heads import use_branch
@@ -41,7 +42,7 @@ def load(
 ) -> Model:
     """A :class:`Model` from a file: one of our checkpoints (``.pt``), an Ultralytics detection
     ``.pt`` (read through the restricted unpickler, never executed), or an ONNX file written by
-    ``scripts/export.py``. ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``. ``imgsz``: the
+    ``scripts/export.py``, or an OpenVINO IR it wrote (the ``.xml`` or its folder). ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``. ``imgsz``: the
     default input size of :meth:`Model.predict` (640; an ONNX file's is the size it was exported at).
     ``branch``: ``one2one`` or ``one2many`` for an end-to-end model (YOLO26; None: its own choice).
     ``amp``: autocast inference (bf16 / fp16 on CUDA, bf16 on a CPU with native bf16).
@@ -49,6 +50,14 @@ def load(
     :class:`OnnxRuntimeConfig`'s). ``compile``: a PyTorch model runs under ``torch.compile`` (each new
     batch size or ``imgsz`` compiles first, minutes on a CPU; not for an ONNX file)."""
     path = Path(weights).expanduser()
+    if is_exported(path) and path.suffix.lower() != ".onnx":  # an OpenVINO IR (.xml or its folder)
+        if compile or branch is not None:
+            raise ConfigError(
+                f"{'compile=true' if compile else f'branch={branch}'} applies to PyTorch checkpoints: an exported "
+                "OpenVINO model runs as it was exported (scripts/export.py branch=...)"
+            )
+        runtime = load_exported(path)
+        return Model(runtime, runtime.names, device, imgsz=imgsz, amp=amp)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise ConfigError(f"checkpoint not found: {path}")

@@ -11,9 +11,12 @@ from detector.config.schemas import EvaluateConfig
 from detector.console import make_console, progress_report
 from detector.data.build import load_split, val_dataset
 from detector.device import autocast_dtype, check_compiler, compile_model, select_device
+from detector.errors import ConfigError
 from detector.eval.coco import EvalResult, evaluate_branches
+from detector.eval.exported import evaluate_exported
 from detector.eval.postprocess import PostProcess
 from detector.eval.report import EvalSettings, check_names, results_table, write_outputs
+from detector.export.runtime import is_exported, load_exported
 from detector.interop.weights import load_weights
 from detector.models.heads import use_branch
 from detector.runs import make_run_dir
@@ -22,6 +25,8 @@ from detector.tasks.command_line import CommandLine
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     settings: EvaluateConfig = OmegaConf.to_object(cfg)
+    if is_exported(settings.checkpoint):
+        return run_exported(settings)
     console = make_console()
     device = select_device(settings.device)
     if settings.compile:
@@ -67,6 +72,44 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     console.print(
         f"speed per image: {speed} (imgsz {settings.imgsz}, batch {settings.batch}, {device}{precision}, {fused})"
     )
+    console.print(f"results in {run_dir}")
+    return run_dir
+
+
+def run_exported(settings: EvaluateConfig) -> Path:
+    """An exported model (``.onnx``, OpenVINO ``.xml`` or its folder) on its runtime, on the CPU, at the
+    input size it was exported with; scored by the branch it was exported with."""
+    console = make_console()
+    model = load_exported(settings.checkpoint, throughput=True)
+    branch = "one2one" if model.end2end else "one2many"
+    if settings.branch is not None and settings.branch.value != branch:
+        raise ConfigError(
+            f"branch={settings.branch.value}: {settings.checkpoint} holds the {branch} branch only "
+            f"(export the checkpoint with branch={settings.branch.value})"
+        )
+    source = instantiate_node(settings.data, "data")
+    check_names(model.names, settings.data.names, settings.checkpoint)
+    if settings.imgsz != model.imgsz:
+        console.print(f"imgsz={model.imgsz}: the size {settings.checkpoint} was exported at")
+    index = load_split(source, settings.split, log=console.print)
+    post = PostProcess(conf=settings.conf, iou=settings.iou, max_det=settings.max_det, agnostic=settings.agnostic)
+    dataset = val_dataset(index, model.imgsz)
+    result = evaluate_exported(model, index, dataset, post, settings.batch, settings.workers)
+    run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
+    recorded = EvalSettings(
+        checkpoint=settings.checkpoint,
+        split=settings.split,
+        imgsz=model.imgsz,
+        conf=settings.conf,
+        iou=settings.iou,
+        max_det=settings.max_det,
+        agnostic=settings.agnostic,
+        branch=branch,
+    )
+    write_outputs(run_dir, result, index, recorded, plots=settings.plots)
+    console.print(results_table(result, index))
+    speed = ", ".join(f"{k} {v:.1f} ms" for k, v in result.speed.items())
+    console.print(f"speed per image: {speed} (imgsz {model.imgsz}, batch {settings.batch}, {model.description})")
     console.print(f"results in {run_dir}")
     return run_dir
 

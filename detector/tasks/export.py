@@ -1,15 +1,24 @@
-"""``python scripts/export.py``: a checkpoint to ONNX or TorchScript."""
+"""``python scripts/export.py``: a checkpoint to ONNX, TorchScript or an OpenVINO IR (float32, fp16 or INT8)."""
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
+from detector.config import instantiate_node
 from detector.config.schemas import ExportConfig, ExportFormat
+from detector.data.build import load_split, val_dataset
+from detector.errors import ConfigError
 from detector.export.onnx import export_onnx, export_torchscript
+from detector.export.openvino import export_metadata, export_openvino, require, save_ir, set_metadata, to_openvino
+from detector.export.quantize import quantize_int8
 from detector.interop.weights import load_weights
+from detector.models.detector import Detector
 from detector.models.heads import use_branch
 from detector.runs import make_run_dir
 from detector.tasks.command_line import CommandLine
@@ -17,31 +26,88 @@ from detector.tasks.command_line import CommandLine
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     settings: ExportConfig = OmegaConf.to_object(cfg)
+    check_options(settings)
     model, meta = load_weights(settings.checkpoint)
     use_branch(model.head, settings.branch)
     end2end = model.head.inference == "one2one"
+    calibration = calibration_images(settings) if settings.int8 else []  # before the run directory: mistakes first
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     stem = Path(settings.checkpoint).stem
-    imgsz = settings.imgsz
+    imgsz, names = settings.imgsz, list(meta["names"])
     if settings.format is ExportFormat.onnx:
         path = export_onnx(
             model,
             run_dir / f"{stem}.onnx",
             imgsz,
-            meta["names"],
+            names,
             settings.dynamic,
             settings.opset,
             settings.max_det,
             simplify=settings.simplify,
         )
+    elif settings.format is ExportFormat.openvino:
+        path = export_ir(model, run_dir / f"{stem}.xml", names, settings, calibration)
     else:
         with warnings.catch_warnings():  # torch marks TorchScript deprecated; the format still loads everywhere
             warnings.simplefilter("ignore", FutureWarning)
-            path = export_torchscript(model, run_dir / f"{stem}.torchscript", imgsz, meta["names"], settings.max_det)
-    batch = "dynamic batch" if settings.dynamic and path.suffix == ".onnx" else "batch 1"
+            path = export_torchscript(model, run_dir / f"{stem}.torchscript", imgsz, names, settings.max_det)
+    batch = "dynamic batch" if settings.dynamic and path.suffix in {".onnx", ".xml"} else "batch 1"
     if end2end:
         outputs = f"output detections [B, {settings.max_det}, 6]: x1, y1, x2, y2, score, class; end-to-end, no NMS"
     else:
         outputs = "outputs boxes [B, A, 4] xyxy and scores [B, A, C]"
-    print(f"exported {settings.checkpoint} -> {path} (input [{batch}, 3, {imgsz}, {imgsz}] float in [0, 1]; {outputs})")
+    precision = ""
+    if path.suffix == ".xml":
+        precision = f"; {'int8' if settings.int8 else 'fp16' if settings.half else 'fp32'} weights"
+    print(
+        f"exported {settings.checkpoint} -> {path} "
+        f"(input [{batch}, 3, {imgsz}, {imgsz}] float in [0, 1]; {outputs}{precision})"
+    )
     return path
+
+
+def check_options(settings: ExportConfig) -> None:
+    """Options that only one format reads, given to another, or INT8 without its images."""
+    openvino = settings.format is ExportFormat.openvino
+    if (settings.half or settings.int8) and not openvino:
+        raise ConfigError(f"{'half' if settings.half else 'int8'}=true is an option of format=openvino")
+    if settings.half and settings.int8:
+        raise ConfigError("half=true and int8=true: choose one (an INT8 model keeps its float parts in float32)")
+    if settings.int8 and settings.data is None:
+        raise ConfigError("int8=true calibrates on images: give data=NAME (data=shapes, data=yolo data.file=...)")
+    if settings.int8 and settings.int8_images < 1:
+        raise ConfigError(f"int8_images={settings.int8_images}: at least 1")
+
+
+def calibration_images(settings: ExportConfig) -> list[np.ndarray]:
+    """``int8_images`` images of ``int8_split`` (a seeded sample, or all when fewer), letterboxed to
+    ``imgsz`` as for validation: each ``[1, 3, imgsz, imgsz]`` float32 in [0, 1]."""
+    source = instantiate_node(settings.data, "data")
+    index = load_split(source, settings.int8_split)
+    dataset = val_dataset(index, settings.imgsz)
+    count = min(settings.int8_images, len(dataset))
+    chosen = np.sort(np.random.default_rng(settings.seed).choice(len(dataset), count, replace=False))
+    return [dataset[int(i)].image.numpy()[None].astype(np.float32) / 255.0 for i in chosen]
+
+
+def export_ir(
+    model: Detector, path: Path, names: list[str], settings: ExportConfig, calibration: list[np.ndarray]
+) -> Path:
+    """The OpenVINO IR: float32 or fp16 weights, or INT8 calibrated on ``calibration``."""
+    if not settings.int8:
+        return export_openvino(model, path, settings.imgsz, names, settings.dynamic, settings.half, settings.max_det)
+    require("nncf", "int8=true").set_log_level(logging.WARNING)  # its per-node INFO lines; its progress bars stay
+    ov_model = to_openvino(model, settings.imgsz, names, settings.dynamic, settings.max_det)
+    quantized = quantize_int8(
+        ov_model, calibration, settings.int8_float.value, settings.int8_preset.value, settings.int8_ranges.value
+    )
+    metadata: dict[str, Any] = export_metadata(ov_model, names, settings.imgsz, settings.max_det, "int8")
+    metadata.update(
+        int8_images=len(calibration),
+        int8_split=settings.int8_split,
+        int8_float=settings.int8_float.value,
+        int8_preset=settings.int8_preset.value,
+        int8_ranges=settings.int8_ranges.value,
+    )
+    set_metadata(quantized, metadata)
+    return save_ir(quantized, path)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from detector.config.schemas import PredictConfig
 from detector.console import make_console
+from detector.export.runtime import is_exported
 from detector.predict import load, open_sources
 from detector.predict.progress import PredictProgress
 from detector.predict.writers import PredictionWriter
@@ -25,8 +26,8 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     with opencv_quiet():  # a missing camera is our one error line, not OpenCV's log of the attempt
         sources = open_sources(settings.source, vid_stride=settings.vid_stride)
     # an exported graph has its own input size: imgsz applies to it only when the command line sets it
-    onnx = Path(settings.checkpoint).suffix.lower() == ".onnx"
-    imgsz = None if onnx and "imgsz" not in given_keys(command_line) else settings.imgsz
+    exported = is_exported(settings.checkpoint)
+    imgsz = None if exported and "imgsz" not in given_keys(command_line) else settings.imgsz
     model = load(
         settings.checkpoint,
         settings.device,

@@ -1,6 +1,7 @@
 """The contenders of a comparison: what the user named (one of our checkpoints, an Ultralytics
-checkpoint read without unpickling code, an Ultralytics YAML name, or one of our model configs),
-each loaded as our model and, for Ultralytics models, also as their own module."""
+checkpoint read without unpickling code, an Ultralytics YAML name, one of our model configs, or an
+exported model), each loaded as our model and, for Ultralytics models, also as their own module; an
+exported model (``.onnx``, OpenVINO ``.xml`` or its folder) as its runtime."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from detector.errors import ConfigError
+from detector.export.runtime import is_exported, load_exported
 from detector.interop import ultralytics as ul
 from detector.interop import ultralytics_weights as ulw
 from detector.models.detector import Detector
@@ -24,6 +27,7 @@ KIND_OURS = "ours"
 KIND_OURS_UNTRAINED = "ours (untrained)"
 KIND_ULTRALYTICS = "ultralytics"
 KIND_ULTRALYTICS_UNTRAINED = "ultralytics (untrained yaml)"
+KIND_EXPORTED = "exported"
 
 
 @dataclass
@@ -32,10 +36,11 @@ class Contender:
 
     label: str  # what was asked for: a path or a name
     kind: str  # one of the KIND_* values
-    model: Detector  # ours, or our import of an Ultralytics model
+    model: Detector | None  # ours, or our import of an Ultralytics model; None for an exported model
     names: list[str]  # the model's class names, in class-index order
     ultralytics: nn.Module | None = None  # their DetectionModel, for their validator and their latency
     notes: list[str] = field(default_factory=list)
+    exported: Any = None  # an exported model's runtime (OnnxModel, OpenVinoModel), compiled for throughput
 
 
 def model_config_names() -> list[str]:
@@ -48,7 +53,8 @@ def model_config_names() -> list[str]:
 def load_contender(spec: str, data_names: Sequence[str], seed: int = 0) -> Contender:
     """A contender from what the user wrote: one of our checkpoints, an Ultralytics checkpoint (read
     without unpickling code), an Ultralytics YAML name such as ``yolov8n.yaml`` (an untrained
-    baseline, built for the data's classes) or one of our model config names (untrained, likewise).
+    baseline, built for the data's classes), one of our model config names (untrained, likewise) or
+    an exported model (``.onnx``, OpenVINO ``.xml`` or the folder holding it).
 
     Untrained models are initialised after ``torch.manual_seed(seed)``. Mistakes raise
     :class:`ConfigError` with one line.
@@ -64,6 +70,15 @@ def load_contender(spec: str, data_names: Sequence[str], seed: int = 0) -> Conte
         torch.manual_seed(seed)
         model = build_model(spec, num_classes=len(data_names)).eval()
         return Contender(spec, KIND_OURS_UNTRAINED, model, list(data_names), notes=["untrained (random weights)"])
+    if is_exported(path):
+        runtime = load_exported(path, throughput=True)
+        if list(runtime.names) != list(data_names):
+            raise ConfigError(
+                f"models: {spec} has classes {runtime.names[:6]}{' ...' if len(runtime.names) > 6 else ''}: an "
+                "exported model is compared on data with exactly its classes, in its order (its outputs cannot be "
+                "restricted to a subset as a checkpoint's are)"
+            )
+        return Contender(spec, KIND_EXPORTED, None, list(runtime.names), exported=runtime, notes=[runtime.description])
     if path.suffix.lower() in {".yaml", ".yml"}:
         raise ConfigError(
             f"models: {spec} is not an Ultralytics model name this project mirrors "
@@ -71,7 +86,7 @@ def load_contender(spec: str, data_names: Sequence[str], seed: int = 0) -> Conte
         )
     if path.suffix.lower() != ".pt" and not path.is_file():
         raise ConfigError(
-            f"models: unknown model {spec!r}: give a checkpoint path (.pt), an Ultralytics YAML name "
+            f"models: unknown model {spec!r}: give a checkpoint path (.pt), an exported .onnx or .xml, an Ultralytics YAML name "
             f"(yolov8n.yaml, yolo11s.yaml, ...) or one of our model configs: {', '.join(model_config_names())}"
         )
     if not path.is_file():

@@ -28,6 +28,7 @@ from detector.models.summary import summary
 from detector.runs import write_text_atomic
 from detector.tools.compare.classes import class_map, restrict_classes, restrict_ultralytics_classes
 from detector.tools.compare.contenders import Contender
+from detector.tools.compare.exported import score_exported
 from detector.tools.compare.headtohead import TrainedRun
 from detector.tools.timing import median_ms
 
@@ -68,7 +69,12 @@ def compare_models(
     for c in contenders:
         log(f"[bold]{c.label}[/bold] ({c.kind})")
         folder = run_dir / "models" / slug(c.label, used)
-        row, metrics, predictions = score(c, index, dataset, data_yaml, settings, post, device, probe, folder, latency)
+        if c.exported is not None:
+            row, metrics, predictions = score_exported(c, index, settings, post, latency)
+        else:
+            row, metrics, predictions = score(
+                c, index, dataset, data_yaml, settings, post, device, probe, folder, latency
+            )
         run = trained.get(c.label)
         row["train_images_per_s"] = None if run is None else run.images_per_s
         row["train_time_s"] = None if run is None else run.train_time_s
@@ -85,7 +91,8 @@ def compare_models(
             }
         write_model_outputs(folder, metrics, predictions)
         rows.append(row)
-        c.model.cpu()
+        if c.model is not None:
+            c.model.cpu()
         if c.ultralytics is not None:
             c.ultralytics.cpu()
     return rows
@@ -107,7 +114,7 @@ def score(
     and its COCO predictions; its latency only when ``latency``."""
     data_names = list(index.names)
     keep = class_map(c.names, data_names, c.label)
-    model = c.model.to(device).eval()
+    model = c.model.to(device).eval()  # type: ignore[union-attr]  (exported contenders: score_exported)
     scored = model if keep is None else restrict_classes(model, keep)
     if len(model.head.branches) > 1:  # branch= concerns the end-to-end models of the list
         use_branch(model.head, settings.branch)

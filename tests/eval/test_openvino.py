@@ -1,0 +1,292 @@
+"""OpenVINO export: parity with PyTorch (float32, fp16 weights, end-to-end), the IR's metadata,
+evaluate.py / predict.py / compare.py on the .xml, INT8 (what stays in float), one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from detector import build_model
+from detector.data.shapes import SHAPE_NAMES
+from detector.errors import ConfigError
+from detector.export.openvino import OpenVinoModel, export_openvino
+from detector.export.runtime import load_exported
+from detector.models.detector import Decoded, EndToEnd
+from tests.eval.test_coco_metrics import tiny_checkpoint
+from tests.helpers import assert_same_detections, randomize_batchnorm, run_task
+
+pytest.importorskip("openvino")
+NAMES = ["a", "b", "c"]
+
+
+def reference(name: str = "yolo11n", **overrides):
+    model = build_model(name, num_classes=3, **overrides)
+    randomize_batchnorm(model)
+    return model.eval()
+
+
+def test_float32_and_fp16_ir_match_pytorch(tmp_path) -> None:
+    """float32: boxes within 1e-3 px and scores within 1e-4 of PyTorch (a dynamic batch of 3, compiled
+    for latency and for throughput). fp16 weights: boxes within 0.05 px and scores within 1e-3
+    (weights rounded to 11 significant bits; the CPU still computes in float32)."""
+    model = reference()
+    x = torch.rand(3, 3, 96, 96)
+    with torch.no_grad():
+        boxes, scores = Decoded(model).eval()(x)
+    full = export_openvino(model, tmp_path / "fp32" / "m.xml", 96, NAMES, dynamic=True)
+    half = export_openvino(model, tmp_path / "fp16" / "m.xml", 96, NAMES, dynamic=True, half=True)
+    assert (tmp_path / "fp16" / "m.bin").stat().st_size < 0.6 * (tmp_path / "fp32" / "m.bin").stat().st_size
+    for throughput in (False, True):
+        runtime = OpenVinoModel(full, throughput=throughput)
+        assert runtime.batch is None and runtime.metadata.precision == "fp32"
+        got_boxes, got_scores = runtime(x)
+        assert got_boxes.shape == (3, 189, 4) and got_scores.shape == (3, 189, 3)  # 12² + 6² + 3² cells
+        torch.testing.assert_close(got_boxes, boxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(got_scores, scores, atol=1e-4, rtol=0)
+    runtime = OpenVinoModel(half)
+    assert runtime.metadata.precision == "fp16"
+    got_boxes, got_scores = runtime(x)
+    torch.testing.assert_close(got_boxes, boxes, atol=0.05, rtol=0)
+    torch.testing.assert_close(got_scores, scores, atol=1e-3, rtol=0)
+
+
+def test_end_to_end_ir_equals_pytorch_top_k(tmp_path) -> None:
+    """YOLO26: the IR ends with the top-k, [B, max_det, 6] rows as the PyTorch end-to-end model gives them."""
+    torch.manual_seed(0)
+    model = reference("yolo26n")
+    runtime = OpenVinoModel(export_openvino(model, tmp_path / "e2e.xml", 96, NAMES, dynamic=True, max_det=50))
+    assert runtime.end2end and runtime.metadata.extra["max_det"] == "50"
+    x = torch.rand(3, 3, 96, 96)
+    with torch.no_grad():
+        expected = EndToEnd(model, max_det=50).eval()(x)
+    for batch in (1, 3):
+        got = runtime(x[:batch])
+        assert got.shape == (batch, 50, 6)
+        assert_same_detections(got, expected[:batch])
+
+
+def test_metadata_round_trip_and_errors(tmp_path) -> None:
+    """The .xml and .bin alone (copied elsewhere) are the whole model: names, imgsz, layout; a folder
+    holding them loads too; its static batch of 1 runs a batch of 3 image by image, as PyTorch does
+    it. Bad paths are one-line ConfigErrors."""
+    import openvino as ov
+
+    names = ["person", "traffic light", 'a "quoted", name', "ünïcode"]
+    model = build_model("yolov8n", num_classes=4, **{"scale.width": 0.0625}).eval()
+    export_openvino(model, tmp_path / "export" / "m.xml", 64, names)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for suffix in (".xml", ".bin"):
+        shutil.copy(tmp_path / "export" / f"m{suffix}", alone / f"m{suffix}")
+    x = torch.rand(3, 3, 64, 64)
+    with torch.no_grad():
+        boxes, scores = Decoded(model)(x)
+    for path, throughput in ((alone / "m.xml", False), (alone, True)):
+        runtime = load_exported(path, throughput=throughput)
+        assert (runtime.names, runtime.imgsz, runtime.end2end, runtime.batch) == (names, 64, False, 1)
+        assert runtime.metadata.precision == "fp32"
+        got_boxes, got_scores = runtime(x)
+        torch.testing.assert_close(got_boxes, boxes, atol=1e-3, rtol=0)
+        torch.testing.assert_close(got_scores, scores, atol=1e-4, rtol=0)
+    assert not list(tmp_path.joinpath("export").glob(".m*"))  # no temporary folder left behind
+
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "nobin").mkdir()
+    shutil.copy(alone / "m.xml", tmp_path / "nobin" / "m.xml")
+    (tmp_path / "two").mkdir()
+    for name in ("a", "b"):
+        shutil.copy(alone / "m.xml", tmp_path / "two" / f"{name}.xml")
+    parameter = ov.opset13.parameter([1, 3, 8, 8], np.float32, name="images")  # an IR we did not write
+    ov.save_model(ov.Model([ov.opset13.relu(parameter)], [parameter]), str(tmp_path / "foreign.xml"))
+    cases = {
+        tmp_path / "missing.xml": "OpenVINO model not found",
+        tmp_path / "nobin" / "m.xml": "its weights file m.bin is missing beside it",
+        tmp_path / "empty": "is a folder with no .xml file: give a checkpoint file (.pt), an .onnx,",
+        tmp_path / "two": "holds 2 .xml files (a.xml, b.xml): give the one to use",
+        tmp_path / "foreign.xml": "was not exported by detector",
+        tmp_path / "missing.onnx": "ONNX model not found",
+    }
+    for path, message in cases.items():
+        with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+            load_exported(path)
+        assert "\n" not in str(caught.value)
+
+
+def test_missing_openvino_is_one_line_with_the_pip_command(monkeypatch, tmp_path) -> None:
+    import sys
+
+    from detector.export.quantize import quantize_int8
+
+    for module in ("openvino", "onnx", "nncf"):
+        monkeypatch.setitem(sys.modules, module, None)  # its import raises ImportError
+    with pytest.raises(ConfigError, match=r"format=openvino needs the openvino package .*: pip install openvino "):
+        export_openvino(build_model("yolov8n", num_classes=3), tmp_path / "m.xml", 64, NAMES)
+    with pytest.raises(ConfigError, match=r"an OpenVINO model \(.xml\) needs the openvino package"):
+        OpenVinoModel(tmp_path / "m.xml")
+    monkeypatch.delitem(sys.modules, "openvino")
+    with pytest.raises(ConfigError, match=r"format=openvino needs the onnx package .*: pip install onnx "):
+        export_openvino(build_model("yolov8n", num_classes=3), tmp_path / "m.xml", 64, NAMES)
+    with pytest.raises(ConfigError, match=r"int8=true needs the nncf package .*: pip install nncf \(or pip install -e"):
+        quantize_int8(object(), [np.zeros((1, 3, 8, 8), np.float32)])
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def test_evaluate_predict_and_compare_take_the_xml(tmp_path, tiny_data, monkeypatch) -> None:
+    """evaluate.py on the .xml gives the .pt's figures and predictions (boxes 1e-3 px, scores 1e-4);
+    predict.py and compare.py take the IR's folder."""
+    monkeypatch.chdir(tmp_path)
+    checkpoint = tiny_checkpoint(tmp_path)
+    xml = run_task("scripts/export.py", f"checkpoint={checkpoint}", "format=openvino", "imgsz=64", "name=fp32")
+    assert xml == Path("runs/export/fp32/tiny.xml") and xml.with_suffix(".bin").is_file()
+    common = [*tiny_data, "imgsz=64", "batch=4", "workers=0", "conf=0.0002", "plots=false"]
+    pt_dir = run_task("scripts/evaluate.py", f"checkpoint={checkpoint}", *common, "name=pt")
+    ov_dir = run_task("scripts/evaluate.py", f"checkpoint={xml}", *common, "name=ov")
+    pt, ov = read_json(pt_dir / "metrics.json"), read_json(ov_dir / "metrics.json")
+    for key in ("mAP50-95", "mAP50", "mAP75", "AR100"):
+        assert ov[key] == pytest.approx(pt[key], abs=1e-3), key
+    pt_predictions, ov_predictions = read_json(pt_dir / "predictions.json"), read_json(ov_dir / "predictions.json")
+    assert len(ov_predictions) == len(pt_predictions) > 0
+    for a, b in zip(pt_predictions, ov_predictions):
+        assert a["category_id"] == b["category_id"] and abs(a["score"] - b["score"]) <= 1e-4
+        assert np.allclose(a["bbox"], b["bbox"], atol=2e-3)  # 1e-3 px per corner, written to 3 decimals
+    assert ov["settings"]["checkpoint"] == str(xml) and ov["settings"]["branch"] == "one2many"
+    with pytest.raises(ConfigError, match="branch=one2one: .* holds the one2many branch only"):
+        run_task("scripts/evaluate.py", f"checkpoint={xml}", *common, "branch=one2one")
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for p in sorted((Path(tiny_data[-1].split("=", 1)[1]) / "images" / "val").glob("*"))[:2]:
+        shutil.copy(p, images / p.name)
+    for name, model in (("pt", checkpoint), ("ov", xml.parent)):
+        run_task(
+            "scripts/predict.py", f"checkpoint={model}", f"source={images}", "imgsz=64", "conf=0.0002", f"name={name}"
+        )
+    for p in images.iterdir():
+        a = read_json(tmp_path / "runs" / "predict" / "pt" / f"{p.stem}.json")["detections"]
+        b = read_json(tmp_path / "runs" / "predict" / "ov" / f"{p.stem}.json")["detections"]
+        assert [d["class_id"] for d in a] == [d["class_id"] for d in b]
+        assert np.allclose([d["box"] for d in a], [d["box"] for d in b], atol=0.02)
+
+    compare_dir = run_task(
+        "scripts/compare.py",
+        f"models=[{checkpoint},{xml.parent}]",
+        *tiny_data,
+        "imgsz=64",
+        "device=cpu",
+        "batch=4",
+        "workers=0",
+        "latency_warmup=1",
+        "latency_repeats=2",
+    )
+    ov_metrics = read_json(compare_dir / "models" / "fp32" / "metrics.json")
+    pt_metrics = read_json(compare_dir / "models" / "tiny" / "metrics.json")
+    assert ov_metrics["kind"] == "exported" and ov_metrics["latency_ms"] > 0 and ov_metrics["params"] is None
+    assert ov_metrics["our_evaluator"]["mAP50-95"] == pytest.approx(pt_metrics["our_evaluator"]["mAP50-95"], abs=1e-3)
+
+
+def fake_quantized_consumers(xml: Path) -> set[str]:
+    """Names of the operations that read a FakeQuantize's output in the IR at ``xml``."""
+    import openvino as ov
+
+    consumers = set()
+    for op in ov.Core().read_model(str(xml)).get_ordered_ops():
+        if op.get_type_name() == "FakeQuantize":
+            consumers |= {i.get_node().get_friendly_name() for i in op.output(0).get_target_inputs()}
+    return consumers
+
+
+def test_int8_export_keeps_the_decoding_in_float(tmp_path, tiny_data, monkeypatch) -> None:
+    """int8=true through export.py: INT8 metadata; with int8_float=decode no operation of the decoding
+    reads a quantized tensor, with int8_float=none NNCF quantizes some of them."""
+    import openvino as ov
+
+    from detector.export.quantize import float_nodes
+
+    monkeypatch.chdir(tmp_path)
+    checkpoint = tiny_checkpoint(tmp_path)
+    args = [
+        f"checkpoint={checkpoint}",
+        "format=openvino",
+        "int8=true",
+        "int8_images=4",
+        "imgsz=64",
+        "data=shapes",
+        *tiny_data,
+    ]
+    decode = run_task("scripts/export.py", *args, "name=decode")
+    none = run_task("scripts/export.py", *args, "int8_float=none", "name=none")
+    runtime = OpenVinoModel(decode)
+    assert runtime.metadata.precision == "int8" and runtime.names == list(SHAPE_NAMES)
+    extra = runtime.metadata.extra
+    settings = (extra["int8_images"], extra["int8_float"], extra["int8_preset"], extra["int8_ranges"])
+    assert settings == ("4", "decode", "performance", "minmax")
+    decoding = set(float_nodes(ov.Core().read_model(str(decode)), "decode"))
+    assert {"boxes", "scores"} <= decoding and not any(name.startswith("/model/") for name in decoding)
+    assert fake_quantized_consumers(decode) and not fake_quantized_consumers(decode) & decoding
+    assert fake_quantized_consumers(none) & decoding
+
+
+def test_int8_needs_data_and_openvino_options_need_openvino(tmp_path) -> None:
+    checkpoint = tiny_checkpoint(tmp_path)
+    for args, message in (
+        (["format=openvino", "int8=true"], "int8=true calibrates on images: give data=NAME"),
+        (["format=onnx", "half=true"], "half=true is an option of format=openvino"),
+        (["format=openvino", "half=true", "int8=true", "data=shapes"], "choose one"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            run_task("scripts/export.py", f"checkpoint={checkpoint}", *args, f"project={tmp_path / 'runs'}")
+    assert not (tmp_path / "runs").exists()  # refused before any run directory is made
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["yolov8n", "yolo26n"])
+def test_int8_keeps_map_within_one_point_of_float32(tmp_path, monkeypatch, model: str) -> None:
+    """A model trained briefly on 16 images of the built-in data until it detects them (mAP50-95 >= 0.3
+    on them, so that the bound means something), exported as float32 and as INT8 (calibrated on the
+    same 16 images): evaluated on those images, the float32 IR gives the checkpoint's mAP50-95
+    (1e-3) and the INT8 IR stays within 1.0 point of it."""
+    monkeypatch.chdir(tmp_path)
+    data = ["data=shapes", f"data.root={tmp_path / 'shapes'}", "data.num_train=16", "data.num_val=4", "data.imgsz=160"]
+    run_task(
+        "train.py",
+        f"model={model}",
+        *data,
+        "imgsz=160",
+        "augment=none",
+        "device=cpu",
+        "train.epochs=60",
+        "train.batch=8",
+        "train.nbs=8",
+        "train.workers=0",
+        "train.val=false",
+        "schedule.warmup_epochs=0",
+        "optim.lr=0.01",
+    )
+    checkpoint = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    exported = {}
+    for name, extra in (("fp32", []), ("int8", ["int8=true", "int8_images=16"])):
+        exported[name] = run_task(
+            "scripts/export.py",
+            f"checkpoint={checkpoint}",
+            "format=openvino",
+            "imgsz=160",
+            *data,
+            *extra,
+            f"name={name}",
+        )
+    scores = {}
+    for name, path in (("pt", checkpoint), *exported.items()):
+        args = [f"checkpoint={path}", *data, "imgsz=160", "split=train", "workers=0", "plots=false", f"name={name}"]
+        scores[name] = read_json(run_task("scripts/evaluate.py", *args) / "metrics.json")["mAP50-95"]
+    assert scores["pt"] >= 0.3, scores
+    assert abs(scores["fp32"] - scores["pt"]) <= 1e-3, scores
+    assert abs(scores["int8"] - scores["fp32"]) <= 0.01, scores
