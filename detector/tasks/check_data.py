@@ -30,7 +30,8 @@ def size_histogram(index: SplitIndex) -> list[tuple[str, int]]:
 
 
 def split_table(index: SplitIndex) -> Table:
-    table = Table(title=f"{index.name}: {index.summary().split(': ', 1)[1]}", title_justify="left")
+    title = f"{index.name}: {index.summary().split(': ', 1)[1]}"
+    table = Table(title=title, title_justify="left", min_width=len(title))  # the title whole on one line
     table.add_column("what")
     table.add_column("count", justify="right")
     table.add_row("images listed", f"{index.num_listed:,}")
@@ -60,7 +61,8 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
             index = verify_split(source.split(split), progress=report)
         console.print(split_table(index))
         if index.problems:
-            problems = Table(title=f"{split}: {len(index.problems)} problems", title_justify="left")
+            title = f"{split}: {len(index.problems)} problems"
+            problems = Table(title=title, title_justify="left", min_width=len(title))
             for column in ("file", "line", "problem", "detail"):
                 problems.add_column(column, overflow="fold")
             for p in index.problems:
