@@ -80,6 +80,8 @@ def run_exported(settings: EvaluateConfig) -> Path:
     """An exported model (``.onnx``, OpenVINO ``.xml`` or its folder) on its runtime, on the CPU, at the
     input size it was exported with; scored by the branch it was exported with."""
     console = make_console()
+    if settings.compile:
+        raise ConfigError(f"compile=true applies to PyTorch checkpoints: {settings.checkpoint} runs on its own runtime")
     model = load_exported(settings.checkpoint, throughput=True)
     branch = "one2one" if model.end2end else "one2many"
     if settings.branch is not None and settings.branch.value != branch:
