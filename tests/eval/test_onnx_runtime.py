@@ -8,22 +8,29 @@ import onnx
 import pytest
 import torch
 
+from detector import build_model
 from detector.config.schemas import OnnxRuntimeConfig, OrtExecution, OrtOptimization
 from detector.eval.predict import runtime_input
 from detector.export.onnx import Decoded, OnnxModel, export_onnx
 from detector.letterbox import letterbox, letterbox_batch
 from detector.models.detector import EndToEnd
-from tests.eval.test_export_predict import fused_reference
-from tests.helpers import assert_same_detections, run_task
+from tests.helpers import assert_same_detections, randomize_batchnorm, run_task
 
 NAMES = ["a", "b", "c"]
+
+
+def small_model(name: str) -> torch.nn.Module:
+    """A 1/16-width model of the family (quick to export), BatchNorm randomised, in eval mode."""
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=len(NAMES), **{"scale.width": 0.0625})
+    randomize_batchnorm(model)
+    return model.eval()
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, object]:
     """A yolov8n (BatchNorm randomised) and its export at 64 px with a dynamic batch axis."""
-    torch.manual_seed(0)
-    model = fused_reference("yolov8n")
+    model = small_model("yolov8n")
     return model, export_onnx(model, tmp_path_factory.mktemp("onnx") / "m.onnx", 64, NAMES, dynamic=True)
 
 
@@ -72,8 +79,7 @@ def test_settings_are_applied_and_keep_the_outputs(exported, settings: OnnxRunti
 def test_an_onnxslim_export_equals_the_plain_one(tmp_path, name: str) -> None:
     """simplify=true: far fewer nodes, the same outputs within 1e-5 (boxes in pixels, scores), at batch
     1 and 3; an end-to-end model's top-k rows too. The metadata survives."""
-    torch.manual_seed(0)
-    model = fused_reference(name)
+    model = small_model(name)
     plain = export_onnx(model, tmp_path / "plain.onnx", 64, NAMES, dynamic=True, max_det=20)
     slim = export_onnx(model, tmp_path / "slim.onnx", 64, NAMES, dynamic=True, max_det=20, simplify=True)
     nodes = [len(onnx.load(str(p)).graph.node) for p in (plain, slim)]
