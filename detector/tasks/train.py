@@ -39,7 +39,7 @@ from detector.tasks.resume import resume_checkpoint, resumed_config, saved_run_i
 from detector.train.checkpointer import Checkpointer, RunRecord
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
-from detector.train.faults import Fault, position
+from detector.train.faults import Fault, describe_evaluation_fault, position
 from detector.train.loggers import Logger, MultiLogger, open_loggers
 from detector.train.loop import Loop, train_epochs
 from detector.train.optim import build_optimizer
@@ -270,10 +270,29 @@ def finish(
     best = weights / "best.pt"
     if why != "interrupted" and val_index is not None and best.is_file():
         model, _ = load_checkpoint(best)
-        with progress_report(console, f"evaluating {best}") as report:
-            result = evaluate(
-                model.to(device), val_index, val_ds, PostProcess(), device, options.batch, options.workers, None, report
-            )
+        try:
+            with progress_report(console, f"evaluating {best}") as report:
+                result = evaluate(
+                    model.to(device),
+                    val_index,
+                    val_ds,
+                    PostProcess(),
+                    device,
+                    options.batch,
+                    options.workers,
+                    None,
+                    report,
+                )
+        except RuntimeError as err:  # a killed loader worker or out of memory: the trained weights are all there
+            failure = describe_evaluation_fault(err, device, options.workers, options.batch)
+            if failure is None:
+                raise
+            loggers.finish()
+            raise TrainingStopped(
+                f"{why}: the trained weights are in {weights}, but the final evaluation of best.pt stopped: "
+                f"{failure}. Evaluate it with: python scripts/evaluate.py checkpoint={best} and the run's data "
+                f"options (its config.yaml)"
+            ) from None
         write_outputs(run_dir, result, val_index, EvalSettings(str(best), "val", imgsz), plots=True)
         console.print(results_table(result, val_index))
     loggers.log_files(sorted(run_dir.glob("*.png")))

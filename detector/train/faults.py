@@ -55,7 +55,19 @@ def describe_fault(
         )
     worker = loader_worker_failure(err)
     if worker is not None:
-        return f"{worker} {where}: {likely_cause(str(err), settings)}", ()
+        lighter = lighter_loading("train.", settings.workers, settings.batch)
+        return f"{worker} {where}: {likely_cause(str(err), lighter)}", ()
+    return None
+
+
+def describe_evaluation_fault(err: BaseException, device: torch.device, workers: int, batch: int) -> str | None:
+    """The same faults met while evaluating (the loader's ``workers`` and ``batch`` are evaluate.py's
+    ``workers=`` and ``batch=``), in one line; None for any other error."""
+    if out_of_memory(err):
+        return f"{device} ran out of memory with batch={batch}: a smaller batch= needs less"
+    worker = loader_worker_failure(err)
+    if worker is not None:
+        return f"{worker}: {likely_cause(str(err), lighter_loading('', workers, batch))}"
     return None
 
 
@@ -82,9 +94,13 @@ def loader_worker_failure(err: BaseException) -> str | None:
     return f"{who} exited unexpectedly"
 
 
-def likely_cause(text: str, settings: LoopSettings) -> str:
-    """The usual reason a loader worker dies that way, and what needs less of it."""
-    lighter = f"fewer train.workers (now {settings.workers}) or a smaller train.batch (now {settings.batch}) need less"
+def lighter_loading(prefix: str, workers: int, batch: int) -> str:
+    """What makes loading need less memory, under the keys ``prefix`` + ``workers`` and ``batch``."""
+    return f"fewer {prefix}workers (now {workers}) or a smaller {prefix}batch (now {batch}) need less"
+
+
+def likely_cause(text: str, lighter: str) -> str:
+    """The usual reason a loader worker dies that way, and ``lighter``: what needs less of it."""
     if "Bus error" in text:
         return f"most likely shared memory (/dev/shm) is too small for the batches; {lighter}"
     if "Killed" in text:

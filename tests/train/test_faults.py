@@ -169,6 +169,48 @@ def test_out_of_memory_names_train_batch_and_resumes_with_a_smaller_one(tmp_path
     assert state["global_step"] == 2 + 1 + 2  # 2 batches of 4, 1 of 4, then the 4 samples left in 2 of 2
 
 
+def test_a_killed_worker_in_the_final_evaluation_keeps_the_weights_and_says_how_to_evaluate(
+    tmp_path, monkeypatch, tiny_run
+) -> None:
+    """Training ends and the evaluation of best.pt that follows loses its loader worker: one line says
+    that the trained weights are kept, why the worker likely died and how to evaluate best.pt; the
+    checkpoints are whole and the loggers closed (metrics.csv holds every epoch)."""
+    import detector.tasks.train as train_task
+
+    load, final = train_task.load_checkpoint, []
+
+    def loading_for_the_final_evaluation(*args, **kwargs):  # finish() loads best.pt before evaluating it
+        final.append(True)
+        return load(*args, **kwargs)
+
+    getitem = DetectionDataset.__getitem__
+
+    def dying(self: DetectionDataset, i: int):
+        if final and torch.utils.data.get_worker_info() is not None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return getitem(self, i)
+
+    monkeypatch.setattr(train_task, "load_checkpoint", loading_for_the_final_evaluation)
+    monkeypatch.setattr(DetectionDataset, "__getitem__", dying)
+    with pytest.raises(TrainingStopped) as stopped:
+        run_task("train.py", *tiny_run, "train.batch=2", "train.nbs=2", "train.epochs=2", "train.workers=1")
+    monkeypatch.undo()
+    run = tmp_path / "runs" / "train" / "exp"
+    message = str(stopped.value)
+    assert "\n" not in message
+    assert re.fullmatch(
+        rf"done: the trained weights are in {re.escape(str(run / 'weights'))}, but the final evaluation of best.pt "
+        r"stopped: a data-loader worker \(pid \d+\) (was killed by signal: Killed|exited unexpectedly): .*fewer "
+        r"workers \(now 1\) or a smaller batch \(now 2\) need less. Evaluate it with: python scripts/evaluate.py "
+        rf"checkpoint={re.escape(str(run / 'weights' / 'best.pt'))} and the run's data options \(its config.yaml\)",
+        message,
+    ), message
+    assert training_state(run / "weights" / "last.pt")["epoch"] == 2
+    assert torch.load(run / "weights" / "best.pt", weights_only=True)["model"]
+    assert epochs_logged(run) == ["0", "1"]
+    assert not (run / "metrics.json").exists()  # the final evaluation wrote nothing half-done
+
+
 @pytest.mark.slow
 def test_the_command_line_reports_a_killed_worker_in_one_line(tmp_path, tiny_run) -> None:
     """``python train.py`` with a worker killed from outside: exit status 1, one line on stderr with
