@@ -228,7 +228,7 @@ def test_int8_export_keeps_the_decoding_in_float(tmp_path, tiny_data, monkeypatc
     assert runtime.metadata.precision == "int8" and runtime.names == list(SHAPE_NAMES)
     extra = runtime.metadata.extra
     settings = (extra["int8_images"], extra["int8_float"], extra["int8_preset"], extra["int8_ranges"])
-    assert settings == ("4", "decode", "performance", "minmax")
+    assert settings == ("4", "decode", "performance", "histogram")
     decoding = set(float_nodes(ov.Core().read_model(str(decode)), "decode"))
     assert {"boxes", "scores"} <= decoding and not any(name.startswith("/model/") for name in decoding)
     assert fake_quantized_consumers(decode) and not fake_quantized_consumers(decode) & decoding
