@@ -250,10 +250,12 @@ def test_int8_needs_data_and_openvino_options_need_openvino(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["yolov8n", "yolo26n"])
 def test_int8_keeps_map_within_one_point_of_float32(tmp_path, monkeypatch, model: str) -> None:
-    """A model trained briefly on 16 images of the built-in data until it detects them (mAP50-95 >= 0.3
-    on them, so that the bound means something), exported as float32 and as INT8 (calibrated on the
-    same 16 images): evaluated on those images, the float32 IR gives the checkpoint's mAP50-95
-    (1e-3) and the INT8 IR stays within 1.0 point of it."""
+    """A model trained on 16 images of the built-in data until it detects them (mAP50-95 0.49 for
+    yolov8n, 0.58 for yolo26n on them: the bound means something), exported as float32 and as INT8
+    (the defaults, calibrated on the same 16 images): evaluated on those images, the float32 IR
+    gives the checkpoint's mAP50-95 (1e-3) and the INT8 IR stays within 1.0 point of it (measured:
+    -0.6 and -0.5; NNCF's default activation ranges lost 0.8 and 3.9 points, quantizing yolo26n's
+    decoding too 5.8). About 5 minutes per model on 2 busy cores."""
     monkeypatch.chdir(tmp_path)
     data = ["data=shapes", f"data.root={tmp_path / 'shapes'}", "data.num_train=16", "data.num_val=4", "data.imgsz=160"]
     run_task(
@@ -263,7 +265,7 @@ def test_int8_keeps_map_within_one_point_of_float32(tmp_path, monkeypatch, model
         "imgsz=160",
         "augment=none",
         "device=cpu",
-        "train.epochs=60",
+        "train.epochs=120",
         "train.batch=8",
         "train.nbs=8",
         "train.workers=0",
