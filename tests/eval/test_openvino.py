@@ -19,7 +19,7 @@ from detector.export.openvino import OpenVinoModel, export_openvino
 from detector.export.runtime import load_exported
 from detector.models.detector import Decoded, EndToEnd
 from tests.eval.test_coco_metrics import tiny_checkpoint
-from tests.helpers import assert_same_detections, randomize_batchnorm, run_task
+from tests.helpers import REPO, assert_same_detections, randomize_batchnorm, run_script, run_task
 
 pytest.importorskip("openvino")
 NAMES = ["a", "b", "c"]
@@ -116,6 +116,12 @@ def test_metadata_round_trip_and_errors(tmp_path) -> None:
         with pytest.raises(ConfigError, match=re.escape(message)) as caught:
             load_exported(path)
         assert "\n" not in str(caught.value)
+    result = run_script(
+        str(REPO / "scripts" / "evaluate.py"), f"checkpoint={tmp_path / 'nobin' / 'm.xml'}", cwd=tmp_path
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nobin' / 'm.xml'}: its weights file m.bin is missing beside it"
+    ]
 
 
 def test_missing_openvino_is_one_line_with_the_pip_command(monkeypatch, tmp_path) -> None:
