@@ -464,6 +464,7 @@ class Int8Preset(str, Enum):
 class Int8Ranges(str, Enum):
     """How an INT8 OpenVINO export sets each activation's range from the calibration images."""
 
+    histogram = "histogram"  # the range that minimises the quantization error of the values' histogram
     minmax = "minmax"  # the smallest and largest value over all of them
     mean_minmax = "mean_minmax"  # the mean of each image's (NNCF's default: clips the rarer extremes)
 
@@ -488,7 +489,7 @@ class ExportConfig(RunConfig):
     int8_split: str = "train"
     int8_float: Int8Float = Int8Float.decode
     int8_preset: Int8Preset = Int8Preset.performance
-    int8_ranges: Int8Ranges = Int8Ranges.minmax
+    int8_ranges: Int8Ranges = Int8Ranges.histogram
     seed: int = 0  # the calibration sample
     data: Any = None  # a data option (data=shapes, data=yolo data.file=...): int8's calibration images
 

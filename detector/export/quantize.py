@@ -21,7 +21,7 @@ from detector.export.openvino import require
 
 KEEP_FLOAT = ("none", "decode", "head")
 PRESETS = ("performance", "mixed")
-RANGES = ("minmax", "mean_minmax", "histogram")
+RANGES = ("histogram", "minmax", "mean_minmax")
 SKIPPED_TYPES = {"Parameter", "Constant", "Result"}
 
 
@@ -53,16 +53,16 @@ def quantize_int8(
     calibration: Sequence[np.ndarray],
     keep_float: str = "decode",
     preset: str = "performance",
-    ranges: str = "minmax",
+    ranges: str = "histogram",
 ) -> Any:
     """``ov_model`` with INT8 weights and activations, its quantization ranges measured on
     ``calibration`` (each ``[1, 3, H, W]`` float32 in [0, 1], letterboxed as for validation), the
     operations of ``keep_float`` left in float. ``preset``: ``performance`` (symmetric weights and
     activations) or ``mixed`` (asymmetric activations: u8 with zero points). ``ranges``: how an
-    activation's quantization range comes from the calibration images: ``minmax``, the smallest and
-    largest value over all of them; ``mean_minmax``, the mean over the images of each one's (NNCF's
-    default for activations, which clips the rarer extremes); ``histogram``, the range that
-    minimises the quantization error of the values' histogram."""
+    activation's quantization range comes from the calibration images: ``histogram``, the range that
+    minimises the quantization error of the values' histogram; ``minmax``, the smallest and largest
+    value over all of them; ``mean_minmax``, the mean over the images of each one's (NNCF's default
+    for activations, which clips the rarer extremes)."""
     nncf = require("nncf", "int8=true")
     if not calibration:
         raise ValueError("no calibration images")

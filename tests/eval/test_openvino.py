@@ -19,7 +19,7 @@ from detector.export.openvino import OpenVinoModel, export_openvino
 from detector.export.runtime import load_exported
 from detector.models.detector import Decoded, EndToEnd
 from tests.eval.test_coco_metrics import tiny_checkpoint
-from tests.helpers import assert_same_detections, randomize_batchnorm, run_task
+from tests.helpers import REPO, assert_same_detections, randomize_batchnorm, run_script, run_task
 
 pytest.importorskip("openvino")
 NAMES = ["a", "b", "c"]
@@ -116,6 +116,12 @@ def test_metadata_round_trip_and_errors(tmp_path) -> None:
         with pytest.raises(ConfigError, match=re.escape(message)) as caught:
             load_exported(path)
         assert "\n" not in str(caught.value)
+    result = run_script(
+        str(REPO / "scripts" / "evaluate.py"), f"checkpoint={tmp_path / 'nobin' / 'm.xml'}", cwd=tmp_path
+    )
+    assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'nobin' / 'm.xml'}: its weights file m.bin is missing beside it"
+    ]
 
 
 def test_missing_openvino_is_one_line_with_the_pip_command(monkeypatch, tmp_path) -> None:
@@ -228,7 +234,7 @@ def test_int8_export_keeps_the_decoding_in_float(tmp_path, tiny_data, monkeypatc
     assert runtime.metadata.precision == "int8" and runtime.names == list(SHAPE_NAMES)
     extra = runtime.metadata.extra
     settings = (extra["int8_images"], extra["int8_float"], extra["int8_preset"], extra["int8_ranges"])
-    assert settings == ("4", "decode", "performance", "minmax")
+    assert settings == ("4", "decode", "performance", "histogram")
     decoding = set(float_nodes(ov.Core().read_model(str(decode)), "decode"))
     assert {"boxes", "scores"} <= decoding and not any(name.startswith("/model/") for name in decoding)
     assert fake_quantized_consumers(decode) and not fake_quantized_consumers(decode) & decoding
@@ -250,10 +256,12 @@ def test_int8_needs_data_and_openvino_options_need_openvino(tmp_path) -> None:
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["yolov8n", "yolo26n"])
 def test_int8_keeps_map_within_one_point_of_float32(tmp_path, monkeypatch, model: str) -> None:
-    """A model trained briefly on 16 images of the built-in data until it detects them (mAP50-95 >= 0.3
-    on them, so that the bound means something), exported as float32 and as INT8 (calibrated on the
-    same 16 images): evaluated on those images, the float32 IR gives the checkpoint's mAP50-95
-    (1e-3) and the INT8 IR stays within 1.0 point of it."""
+    """A model trained on 16 images of the built-in data until it detects them (mAP50-95 0.49 for
+    yolov8n, 0.58 for yolo26n on them: the bound means something), exported as float32 and as INT8
+    (the defaults, calibrated on the same 16 images): evaluated on those images, the float32 IR
+    gives the checkpoint's mAP50-95 (1e-3) and the INT8 IR stays within 1.0 point of it (measured:
+    -0.6 and -0.5; NNCF's default activation ranges lost 0.8 and 3.9 points, quantizing yolo26n's
+    decoding too 5.8). About 5 minutes per model on 2 busy cores."""
     monkeypatch.chdir(tmp_path)
     data = ["data=shapes", f"data.root={tmp_path / 'shapes'}", "data.num_train=16", "data.num_val=4", "data.imgsz=160"]
     run_task(
@@ -263,7 +271,7 @@ def test_int8_keeps_map_within_one_point_of_float32(tmp_path, monkeypatch, model
         "imgsz=160",
         "augment=none",
         "device=cpu",
-        "train.epochs=60",
+        "train.epochs=120",
         "train.batch=8",
         "train.nbs=8",
         "train.workers=0",
