@@ -499,6 +499,15 @@ class BenchmarkPart(str, Enum):
     loader = "loader"
     predict = "predict"
     val = "val"
+    deploy = "deploy"  # not in the default parts: it exports the weights four ways per side (minutes)
+
+
+class DeployRuntime(str, Enum):
+    eager = "eager"  # PyTorch
+    compiled = "compiled"  # PyTorch under torch.compile (ours: compile=true; theirs: compile=True)
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"  # float32 IR
+    openvino_int8 = "openvino_int8"  # INT8 IR (NNCF post-training quantization on the training split)
 
 
 @dataclass
@@ -537,6 +546,21 @@ class BenchValConfig(PostProcessConfig):
 
 
 @dataclass
+class BenchDeployConfig(PostProcessConfig):
+    """``parts=[deploy]``: each runtime end to end, ours against Ultralytics' own export, on the CPU."""
+
+    runtimes: list[DeployRuntime] = field(default_factory=lambda: list(DeployRuntime))
+    conf: float = 0.25  # the timed predictions keep confident detections (the mAP uses 0.001)
+    imgsz: int = 640
+    batch: int = 8  # images per call of the throughput figure (and per batch of the mAP pass)
+    calls: int = 5  # timed calls per repeat
+    map: bool = True  # each side's mAP on the split through its predictor, by our evaluator
+    split: str = "val"
+    int8_images: int = 300  # INT8 calibration images from the training split, both sides
+    seed: int = 0  # our calibration sample
+
+
+@dataclass
 class BenchmarkConfig:
     task: str = "benchmark"
     name: str = "exp"
@@ -549,7 +573,9 @@ class BenchmarkConfig:
     data: Any = MISSING
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     optim: Any = MISSING
-    parts: list[BenchmarkPart] = field(default_factory=lambda: list(BenchmarkPart))
+    parts: list[BenchmarkPart] = field(
+        default_factory=lambda: [p for p in BenchmarkPart if p is not BenchmarkPart.deploy]
+    )
     repeats: int = 5  # measurements of each side per figure (the median is reported)
     warmup: int = 1  # untimed measurements of each side first
     threads: int = 0  # torch CPU threads for both sides; 0: the count Ultralytics sets for itself
@@ -561,6 +587,7 @@ class BenchmarkConfig:
     loader: BenchLoaderConfig = field(default_factory=BenchLoaderConfig)
     predict: BenchPredictConfig = field(default_factory=BenchPredictConfig)
     val: BenchValConfig = field(default_factory=BenchValConfig)
+    deploy: BenchDeployConfig = field(default_factory=BenchDeployConfig)
 
 
 class CompareMode(str, Enum):

@@ -13,11 +13,16 @@ What stays in float (``keep_float``):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from detector.export.openvino import require
+from detector.data.build import val_dataset
+from detector.data.index import SplitIndex
+from detector.export.openvino import export_metadata, require, save_ir, set_metadata, to_openvino
+from detector.models.detector import Detector
 
 KEEP_FLOAT = ("none", "decode", "head")
 PRESETS = ("performance", "mixed")
@@ -86,3 +91,48 @@ def quantize_int8(
         ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
         advanced_parameters=nncf.AdvancedQuantizationParameters(activations_range_estimator_params=estimator),
     )
+
+
+@dataclass(frozen=True)
+class Int8Settings:
+    """How an INT8 export quantizes (``scripts/export.py``'s ``int8_*`` keys; see :func:`quantize_int8`)."""
+
+    keep_float: str = "decode"
+    preset: str = "performance"
+    ranges: str = "histogram"
+    split: str = "train"  # where the calibration images came from, for the metadata
+
+
+def export_int8(
+    model: Detector,
+    path: Path,
+    imgsz: int,
+    names: list[str],
+    calibration: Sequence[np.ndarray],
+    dynamic: bool = False,
+    max_det: int = 300,
+    settings: Int8Settings = Int8Settings(),
+) -> Path:
+    """The fused model as an INT8 OpenVINO IR at ``path``, calibrated on ``calibration``
+    (:func:`calibration_sample`), its settings in the metadata beside the float export's."""
+    ov_model = to_openvino(model, imgsz, names, dynamic, max_det)
+    quantized = quantize_int8(ov_model, calibration, settings.keep_float, settings.preset, settings.ranges)
+    metadata: dict[str, Any] = export_metadata(ov_model, names, imgsz, max_det, "int8")
+    metadata.update(
+        int8_images=len(calibration),
+        int8_split=settings.split,
+        int8_float=settings.keep_float,
+        int8_preset=settings.preset,
+        int8_ranges=settings.ranges,
+    )
+    set_metadata(quantized, metadata)
+    return save_ir(quantized, path)
+
+
+def calibration_sample(index: SplitIndex, imgsz: int, count: int, seed: int) -> list[np.ndarray]:
+    """``count`` images of ``index`` (a sample seeded by ``seed``, or all when fewer), letterboxed to
+    ``imgsz`` as for validation: each ``[1, 3, imgsz, imgsz]`` float32 in [0, 1]."""
+    dataset = val_dataset(index, imgsz)
+    count = min(count, len(dataset))
+    chosen = np.sort(np.random.default_rng(seed).choice(len(dataset), count, replace=False))
+    return [dataset[int(i)].image.numpy()[None].astype(np.float32) / 255.0 for i in chosen]

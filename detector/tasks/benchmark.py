@@ -18,7 +18,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from detector.config import instantiate_node
-from detector.config.schemas import BenchmarkConfig, BenchmarkPart
+from detector.config.schemas import BenchmarkConfig, BenchmarkPart, DeployRuntime
 from detector.console import make_console
 from detector.data.build import AugmentSettings, load_split, train_dataset
 from detector.data.index import SplitIndex
@@ -29,9 +29,9 @@ from detector.eval.postprocess import PostProcess
 from detector.interop import ultralytics as ul
 from detector.runs import make_run_dir
 from detector.tasks.command_line import CommandLine
-from detector.tools.benchmark import loader, predict, train_step, val
+from detector.tools.benchmark import deploy, loader, predict, train_step, val
 from detector.tools.benchmark.figure import Figure
-from detector.tools.benchmark.report import Report, results_table
+from detector.tools.benchmark.report import Report, deploy_table, results_table
 from detector.tools.benchmark.weights import reference_weights
 from detector.tools.timing import alternate
 
@@ -89,14 +89,33 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
             post = PostProcess(s.val.conf, s.val.iou, s.val.max_det).for_branch(branch)
             return val.measure(s.val, post, reference, source, index(s.val.split), device, run_dir, turns, dtype)
 
-        loader_done = False
+        def measure_deploy() -> None:
+            post = PostProcess(s.deploy.conf, s.deploy.iou, s.deploy.max_det, agnostic=False, multi_label=False)
+            post = post.for_branch(branch)
+            for runtime in s.deploy.runtimes:
+                console.print(f"[bold]deploy[/bold] on cpu: {runtime.value}")
+                figures = deploy.measure(
+                    runtime, s.deploy, post, reference, checkpoint, index(s.deploy.split), index("train"),
+                    Path(source.where), Path(tmp) / "deploy", turns,
+                )  # fmt: skip
+                for figure in figures:
+                    report.add(figure)
+            report.extra["deploy_best"] = deploy.best_runtimes(report.figures)
+            report.add_extra()
+
+        once_done: set[BenchmarkPart] = set()  # the loader and deploy parts run on the CPU only, once
         for device in devices:
             if device.type == "cuda":
                 torch.cuda.set_device(device)  # the timers synchronise the current device
             for part in settings.parts:
-                if part is BenchmarkPart.loader and loader_done:
+                if part in once_done:
                     continue
-                loader_done |= part is BenchmarkPart.loader
+                if part is BenchmarkPart.deploy:
+                    once_done.add(part)
+                    measure_deploy()
+                    continue
+                if part is BenchmarkPart.loader:
+                    once_done.add(part)
                 console.print(f"[bold]{part.value}[/bold] on {'cpu' if part is BenchmarkPart.loader else device}")
                 report.add(measure(part, device))
                 if part is not BenchmarkPart.loader and device.type == "cpu" and s.cpu_bf16 and cpu_has_native_bf16():
@@ -105,7 +124,10 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
                 if device.type == "cuda":
                     torch.cuda.empty_cache()
     shutil.rmtree(run_dir / "ultralytics", ignore_errors=True)  # Ultralytics' (empty) save directories
-    console.print(results_table(report.figures, settings.arch, reference.described))
+    if any(not f.part.startswith("deploy") for f in report.figures):
+        console.print(results_table(report.figures, settings.arch, reference.described))
+    if BenchmarkPart.deploy in settings.parts:
+        console.print(deploy_table(report.figures, settings.arch, reference.described, report.extra["deploy_best"]))
     console.print(f"wrote {report.path}")
     return run_dir
 
@@ -128,12 +150,19 @@ def check_settings(settings: BenchmarkConfig) -> None:
             raise ConfigError(
                 f"{part.value}.imgsz={node.imgsz} must be a positive multiple of 32 (the largest model stride)"
             )
-        for key in ("batch", "batch_cuda", "steps", "batches", "calls"):
+        for key in ("batch", "batch_cuda", "steps", "batches", "calls", "int8_images"):
             if hasattr(node, key) and getattr(node, key) < 1:
                 raise ConfigError(f"{part.value}.{key}={getattr(node, key)} must be >= 1")
         for key in ("workers", "warmup"):
             if hasattr(node, key) and getattr(node, key) < 0:
                 raise ConfigError(f"{part.value}.{key}={getattr(node, key)} must be >= 0")
+
+    runtimes = [r.value for r in settings.deploy.runtimes]
+    if not runtimes or len(set(runtimes)) != len(runtimes):
+        raise ConfigError(
+            f"deploy.runtimes={runtimes}: name each of {', '.join(r.value for r in DeployRuntime)} at most once, "
+            "at least one"
+        )
 
 
 def benchmark_devices(spec: str) -> list[torch.device]:

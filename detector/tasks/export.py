@@ -5,18 +5,17 @@ from __future__ import annotations
 import logging
 import warnings
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
 from detector.config import instantiate_node
 from detector.config.schemas import ExportConfig, ExportFormat
-from detector.data.build import load_split, val_dataset
+from detector.data.build import load_split
 from detector.errors import ConfigError
 from detector.export.onnx import export_onnx, export_torchscript
-from detector.export.openvino import export_metadata, export_openvino, require, save_ir, set_metadata, to_openvino
-from detector.export.quantize import quantize_int8
+from detector.export.openvino import export_openvino, require
+from detector.export.quantize import Int8Settings, calibration_sample, export_int8
 from detector.interop.weights import load_weights
 from detector.models.detector import Detector
 from detector.models.heads import use_branch
@@ -82,12 +81,8 @@ def check_options(settings: ExportConfig) -> None:
 def calibration_images(settings: ExportConfig) -> list[np.ndarray]:
     """``int8_images`` images of ``int8_split`` (a seeded sample, or all when fewer), letterboxed to
     ``imgsz`` as for validation: each ``[1, 3, imgsz, imgsz]`` float32 in [0, 1]."""
-    source = instantiate_node(settings.data, "data")
-    index = load_split(source, settings.int8_split)
-    dataset = val_dataset(index, settings.imgsz)
-    count = min(settings.int8_images, len(dataset))
-    chosen = np.sort(np.random.default_rng(settings.seed).choice(len(dataset), count, replace=False))
-    return [dataset[int(i)].image.numpy()[None].astype(np.float32) / 255.0 for i in chosen]
+    index = load_split(instantiate_node(settings.data, "data"), settings.int8_split)
+    return calibration_sample(index, settings.imgsz, settings.int8_images, settings.seed)
 
 
 def export_ir(
@@ -97,17 +92,15 @@ def export_ir(
     if not settings.int8:
         return export_openvino(model, path, settings.imgsz, names, settings.dynamic, settings.half, settings.max_det)
     require("nncf", "int8=true").set_log_level(logging.WARNING)  # its per-node INFO lines; its progress bars stay
-    ov_model = to_openvino(model, settings.imgsz, names, settings.dynamic, settings.max_det)
-    quantized = quantize_int8(
-        ov_model, calibration, settings.int8_float.value, settings.int8_preset.value, settings.int8_ranges.value
+    return export_int8(
+        model,
+        path,
+        settings.imgsz,
+        names,
+        calibration,
+        settings.dynamic,
+        settings.max_det,
+        Int8Settings(
+            settings.int8_float.value, settings.int8_preset.value, settings.int8_ranges.value, settings.int8_split
+        ),
     )
-    metadata: dict[str, Any] = export_metadata(ov_model, names, settings.imgsz, settings.max_det, "int8")
-    metadata.update(
-        int8_images=len(calibration),
-        int8_split=settings.int8_split,
-        int8_float=settings.int8_float.value,
-        int8_preset=settings.int8_preset.value,
-        int8_ranges=settings.int8_ranges.value,
-    )
-    set_metadata(quantized, metadata)
-    return save_ir(quantized, path)

@@ -14,6 +14,8 @@ GOALS: dict[str, tuple[str, float]] = {
     "loader": (">=", 1.5),
     "predict": ("<=", 0.8),
     "val": ("<=", 1.0),
+    "deploy_latency": ("<=", 0.8),
+    "deploy_throughput": (">=", 1.25),  # the latency goal on the time per image of a batch: 1 / 0.8
 }
 
 
@@ -21,7 +23,7 @@ GOALS: dict[str, tuple[str, float]] = {
 class Figure:
     """One measured quantity of both sides: every repeat, the medians and their ratio."""
 
-    part: str  # train_step | loader | predict | val
+    part: str  # train_step | loader | predict | val | deploy_latency | deploy_throughput
     device: str
     what: str  # one line: what was timed
     unit: str  # images/s | ms | s

@@ -29,6 +29,7 @@ class Report:
 
         self.path = path
         self.figures: list[Figure] = []
+        self.extra: dict[str, Any] = {}  # summaries written after the figures (deploy_best)
         self.start = time.perf_counter()
         self.header = {
             "ratio_is": "ours / ultralytics, for every figure: above 1 means ours is faster for images/s, "
@@ -52,10 +53,18 @@ class Report:
 
     def add(self, figure: Figure) -> None:
         self.figures.append(figure)
+        self.write()
+
+    def add_extra(self) -> None:
+        """Rewrite the file with :attr:`extra` as it is now."""
+        self.write()
+
+    def write(self) -> None:
         head, rest = dict(list(self.header.items())[:4]), dict(list(self.header.items())[4:])
         content = {
             **head,
             "figures": [f.to_json() for f in self.figures],
+            **self.extra,
             **rest,
             "seconds": round(time.perf_counter() - self.start, 1),
             "load_average": {
@@ -112,6 +121,8 @@ def results_table(figures: list[Figure], model: str, weights: str) -> Table:
         table.add_column(column, justify="left" if column in ("measurement", "device", "unit") else "right")
     labels = {"train_step": "train step", "loader": "loader", "predict": "predict", "val": "val"}
     for f in figures:
+        if f.part not in labels:  # the deploy figures have a table of their own
+            continue
         m = f.medians
         op, bound = f.goal
         table.add_row(
@@ -124,6 +135,44 @@ def results_table(figures: list[Figure], model: str, weights: str) -> Table:
             f"{op} {bound:.2f}",
             "[green]yes[/green]" if f.met else "[red]no[/red]",
         )
+    return table
+
+
+def deploy_table(figures: list[Figure], model: str, weights: str, best: dict[str, Any] | None) -> Table:
+    """One row per runtime: latency at batch 1, throughput at the deploy batch, mAP50-95 of each side."""
+    title = f"deployment, ours vs Ultralytics' own export: {model}, {weights}"
+    caption = "median over repeats; ratios ours / ultralytics; mAP50-95 by our evaluator from each side's predictor"
+    if best is not None:
+        caption += (
+            f"; best runtime at batch 1: ours {best['ours']['runtime']} {number(best['ours']['ms'])} ms, "
+            f"Ultralytics {best['ultralytics']['runtime']} {number(best['ultralytics']['ms'])} ms, "
+            f"ratio {best['ratio']:.2f} (goal <= 0.80: {'met' if best['met'] else 'not met'})"
+        )
+    table = Table(
+        title=title, caption=caption, min_width=len(title), box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1)
+    )
+    columns = ("runtime", "b1 ms\nours", "b1 ms\nultralytics", "ratio\n(<= 0.8)", "b{n} img/s\nours")
+    columns += ("b{n} img/s\nultralytics", "ratio\n(>= 1.25)", "mAP50-95\nours", "mAP50-95\nultralytics")
+    rows: dict[str, dict[str, Figure]] = {}
+    for f in figures:
+        if f.part in ("deploy_latency", "deploy_throughput"):
+            rows.setdefault(f.settings["runtime"], {})[f.part] = f
+    batch = next((r["deploy_throughput"].settings["batch"] for r in rows.values() if "deploy_throughput" in r), 8)
+    for column in columns:
+        table.add_column(column.format(n=batch), justify="left" if column == "runtime" else "right")
+    for runtime, parts in rows.items():
+        cells = [runtime]
+        for part in ("deploy_latency", "deploy_throughput"):
+            f = parts.get(part)
+            if f is None:
+                cells += ["", "", ""]
+                continue
+            colour = "green" if f.met else "red"
+            ratio = f"[{colour}]{f.ratio:.2f}[/{colour}]"
+            cells += [number(f.medians["ours"]), number(f.medians["ultralytics"]), ratio]
+        scores = next(iter(parts.values())).notes.get("map", {})
+        cells += [f"{scores[s]['mAP50-95']:.4f}" if s in scores else "" for s in ("ours", "ultralytics")]
+        table.add_row(*cells)
     return table
 
 
