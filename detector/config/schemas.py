@@ -517,6 +517,7 @@ class BenchTrainStepConfig:
     batch_cuda: int = 64  # on a GPU
     steps: int = 3  # timed optimizer steps per repeat
     amp: bool = True  # on CUDA both sides autocast: bf16 where supported, else fp16 with a grad scaler
+    compile: bool = False  # ours under torch.compile (train.compile=true), theirs eager; warmup compiles it
 
 
 @dataclass

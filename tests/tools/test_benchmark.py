@@ -238,3 +238,22 @@ def test_deploy_runs_every_runtime_of_both_sides_on_the_same_trained_weights(tmp
     latency = {f["settings"]["runtime"]: f for f in report["figures"] if f["part"] == "deploy_latency"}
     assert best["ours"]["ms"] == min(f["ours"] for f in latency.values())
     assert best["ultralytics"]["ms"] == min(f["ultralytics"] for f in latency.values())
+
+
+@pytest.mark.slow
+def test_train_step_of_our_compiled_model(tmp_path) -> None:
+    """``train_step.compile=true``: ours steps through torch.compile (as train.compile=true), theirs eager;
+    the row says so."""
+    run_dir = run_task(
+        "scripts/benchmark.py",
+        *TINY,
+        "parts=[train_step]",
+        "train_step.compile=true",
+        "cpu_bf16=false",
+        f"data.root={tmp_path / 'shapes'}",
+        f"project={tmp_path / 'runs'}",
+    )
+    (figure,) = json.loads((run_dir / "benchmark.json").read_text())["figures"]
+    assert figure["device"] == "cpu, ours compiled"
+    assert figure["settings"]["compiled"] == {"ours": True, "ultralytics": False}
+    assert all(v > 0 for side in ("ours", "ultralytics") for v in figure["repeats"][side])

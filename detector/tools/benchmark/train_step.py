@@ -14,7 +14,7 @@ from detector.config.schemas import BenchTrainStepConfig
 from detector.data.build import val_dataset
 from detector.data.index import SplitIndex
 from detector.data.loader import collate
-from detector.device import autocast_dtype, memory_format
+from detector.device import autocast_dtype, compile_model, memory_format
 from detector.interop import ultralytics as ul
 from detector.losses import build_loss
 from detector.models import Detector
@@ -48,11 +48,13 @@ def our_train_step(
     gains: dict[str, float],
     dtype: torch.dtype | None = None,
     clip: float = 10.0,
+    compile: bool = False,
 ) -> Callable[[], None]:
     """One optimizer step of our training loop: :func:`detector.train.step.train_step` itself on the
     fixed batch (images to the device and to [0, 1], forward with autocast to ``dtype`` if given, the
     head's loss from :func:`detector.losses.build_loss`, backward, gradient clipping, the optimizer
-    step of our parameter groups and the EMA update), with a step after every batch."""
+    step of our parameter groups and the EMA update), with a step after every batch. ``compile``: the
+    batches go through the model under ``torch.compile``, as ``train.compile=true`` runs them."""
     fmt = memory_format(device)
     model = model.to(device, memory_format=fmt).train()
     batch = images.shape[0]
@@ -66,6 +68,8 @@ def our_train_step(
         amp_dtype=dtype,
         memory_format=fmt,
     )
+    if compile:
+        parts.compiled = compile_model(model, device, "train_step.compile")
     state = LoopState()
 
     def step() -> None:
@@ -91,12 +95,14 @@ def measure(
     images, targets = fixed_batch(index, c.imgsz, batch)
     decay = float(optimizer["weight_decay"])
     dtype = autocast_dtype(device, None if c.amp else False)  # our loop's default: CUDA only; given to both sides
-    ours = our_train_step(reference.ours(), images, targets, device, make_optimizer, decay, GAINS, our_dtype or dtype)
+    ours = our_train_step(
+        reference.ours(), images, targets, device, make_optimizer, decay, GAINS, our_dtype or dtype, compile=c.compile
+    )
     theirs = ul.train_step(reference.theirs(), images, targets, device, make_optimizer, decay, GAINS, dtype)
     results = turns(lambda: batch / seconds_per_call(ours, c.steps), lambda: batch / seconds_per_call(theirs, c.steps))
     return Figure(
         "train_step",
-        device_label(device, our_dtype),
+        device_label(device, our_dtype) + (", ours compiled" if c.compile else ""),
         f"training step: forward, loss, backward, clipping, optimizer step, EMA ({reference.arch}, imgsz {c.imgsz}, batch {batch})",
         "images/s",
         "higher",
@@ -109,6 +115,7 @@ def measure(
             "targets": len(targets.classes),
             "optimizer": optimizer,
             "loss_gains": GAINS,
+            "compiled": {"ours": c.compile, "ultralytics": False},
             "autocast": {
                 "ours": str(our_dtype or dtype or "off (float32)"),
                 "ultralytics": str(dtype or "off (float32)"),
