@@ -16,6 +16,7 @@ post-processing are all inside the timed call. Three figures per runtime:
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 import warnings
@@ -228,7 +229,7 @@ def measure(
 ) -> list[Figure]:
     """The latency and throughput figures of ``runtime``, each side's mAP in their notes."""
     work = folder / runtime.value
-    calibration = lambda: calibration_sample(train_index, c.imgsz, c.int8_images, c.seed)  # noqa: E731
+    calibration = functools.cache(lambda: calibration_sample(train_index, c.imgsz, c.int8_images, c.seed))
     ours = our_side(runtime, reference, checkpoint, work / "ours", c, post, calibration)
     theirs = their_side(runtime, reference, work / "ultralytics", c, post, data_yaml, len(train_index))
     image = images_for(val_index, 1)[0]
