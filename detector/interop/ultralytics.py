@@ -63,6 +63,14 @@ def require() -> ModuleType:
     return ultralytics
 
 
+def yolo_class() -> type:
+    """Ultralytics' ``YOLO`` (their model, export and predictor entry), imported here only."""
+    require()
+    from ultralytics import YOLO
+
+    return YOLO
+
+
 def version() -> str:
     return str(require().__version__)
 

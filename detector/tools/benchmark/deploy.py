@@ -125,8 +125,7 @@ def their_side(
     train_images: int,
 ) -> Side:
     """Ultralytics' own export of ``reference`` for ``runtime`` (``YOLO.export``) behind ``YOLO.predict``."""
-    ul.require()
-    from ultralytics import YOLO
+    YOLO = ul.yolo_class()
 
     pt = their_checkpoint(reference, folder / "theirs.pt")
     common = {"imgsz": c.imgsz, "device": "cpu", "verbose": False, "save": False}
@@ -163,7 +162,7 @@ def their_side(
 
 def their_checkpoint(reference: Reference, path: Path) -> Path:
     """The reference weights as an Ultralytics ``.pt`` (``YOLO.save`` of their model carrying them)."""
-    from ultralytics import YOLO
+    YOLO = ul.yolo_class()
 
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -184,7 +183,7 @@ def their_export(
 ) -> Path:
     """``YOLO.export`` of ``pt`` for ``runtime`` in ``folder`` (their defaults otherwise: ONNX simplified;
     INT8 calibrated on ``fraction`` of the training split, about ``int8_images`` images, as ours)."""
-    from ultralytics import YOLO
+    YOLO = ul.yolo_class()
 
     folder.mkdir(parents=True, exist_ok=True)
     copy = shutil.copyfile(pt, folder / pt.name)  # exports land beside the .pt
