@@ -490,6 +490,11 @@ class ExportConfig(RunConfig):
     int8_float: Int8Float = Int8Float.decode
     int8_preset: Int8Preset = Int8Preset.performance
     int8_ranges: Int8Ranges = Int8Ranges.histogram
+    # NNCF's accuracy control: at most this much mAP50-95 lost (0.01: one point), measured on the first
+    # int8_val_images of int8_val_split; operations that cost the most go back to float until it holds
+    int8_max_drop: Optional[float] = None
+    int8_val_split: str = "val"
+    int8_val_images: int = 300
     seed: int = 0  # the calibration sample
     data: Any = None  # a data option (data=shapes, data=yolo data.file=...): int8's calibration images
 

@@ -8,19 +8,27 @@ What stays in float (``keep_float``):
   times strides plus the grid, the sigmoid) and an end-to-end model's top-k: boxes in pixels and
   scores in [0, 1] are not rounded to 256 levels;
 - ``head``: the decoding and the head's last 1x1 convolutions (the raw box and class outputs).
+
+With a ``max_drop`` (``int8_max_drop``), NNCF's accuracy control goes further: it quantizes as
+above, measures mAP50-95 of the float and the INT8 model on a labelled split
+(:class:`SplitMetric`, our COCO evaluator's figure), and returns to float the operations that cost
+the most, one group at a time, until the INT8 model is within ``max_drop`` of the float one.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from detector.data.build import val_dataset
 from detector.data.index import SplitIndex
+from detector.eval.coco import coco_scores, detections_to_coco, ground_truth_coco
+from detector.eval.postprocess import PostProcess
 from detector.export.openvino import export_metadata, require, save_ir, set_metadata, to_openvino
 from detector.models.detector import Detector
 
@@ -59,6 +67,7 @@ def quantize_int8(
     keep_float: str = "decode",
     preset: str = "performance",
     ranges: str = "histogram",
+    control: AccuracyControl | None = None,
 ) -> Any:
     """``ov_model`` with INT8 weights and activations, its quantization ranges measured on
     ``calibration`` (each ``[1, 3, H, W]`` float32 in [0, 1], letterboxed as for validation), the
@@ -67,7 +76,8 @@ def quantize_int8(
     activation's quantization range comes from the calibration images: ``histogram``, the range that
     minimises the quantization error of the values' histogram; ``minmax``, the smallest and largest
     value over all of them; ``mean_minmax``, the mean over the images of each one's (NNCF's default
-    for activations, which clips the rarer extremes)."""
+    for activations, which clips the rarer extremes). ``control``: NNCF's accuracy control (see the
+    module's docstring) instead of plain quantization."""
     nncf = require("nncf", "int8=true")
     if not calibration:
         raise ValueError("no calibration images")
@@ -83,14 +93,83 @@ def quantize_int8(
         "histogram": RangeEstimatorParametersSet.HISTOGRAM,
     }[ranges]
     ignored = float_nodes(ov_model, keep_float)
-    return nncf.quantize(
+    common: dict[str, Any] = {
+        "preset": nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
+        "subset_size": len(calibration),
+        "ignored_scope": nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
+    }
+    advanced = nncf.AdvancedQuantizationParameters(activations_range_estimator_params=estimator)
+    if control is None:
+        return nncf.quantize(ov_model, nncf.Dataset(list(calibration)), advanced_parameters=advanced, **common)
+    if control.max_drop < 0:
+        raise ValueError(f"max_drop must be >= 0, got {control.max_drop}")
+    return nncf.quantize_with_accuracy_control(
         ov_model,
         nncf.Dataset(list(calibration)),
-        preset=nncf.QuantizationPreset.MIXED if preset == "mixed" else nncf.QuantizationPreset.PERFORMANCE,
-        subset_size=len(calibration),
-        ignored_scope=nncf.IgnoredScope(names=ignored, validate=False) if ignored else None,
-        advanced_parameters=nncf.AdvancedQuantizationParameters(activations_range_estimator_params=estimator),
+        nncf.Dataset(range(len(control.metric)), control.metric.input),
+        control.metric,
+        max_drop=control.max_drop,
+        drop_type=nncf.DropType.ABSOLUTE,
+        advanced_quantization_parameters=advanced,
+        **common,
     )
+
+
+class SplitMetric:
+    """mAP50-95 of a compiled OpenVINO model on a labelled split, as our evaluator computes it (the
+    letterboxed images, the float32 model's post-processing at validation settings, boxes back in
+    image pixels, COCO scores): NNCF's validation function for accuracy control.
+
+    NNCF calls it with the compiled model and some of the split's positions (``range(len(self))``;
+    :meth:`input` gives the model's input for one); it returns the mAP50-95 over those images and
+    the raw outputs per image, which NNCF compares between float and INT8 to rank the operations."""
+
+    def __init__(self, index: SplitIndex, imgsz: int, end2end: bool, post: PostProcess = PostProcess()) -> None:
+        if len(index) == 0:
+            raise ValueError("no validation images")
+        self.dataset = val_dataset(index, imgsz)
+        self.ground_truth = ground_truth_coco(index)
+        self.end2end = end2end
+        self.post = post.for_branch("one2one" if end2end else "one2many")
+        self.outputs = ["detections"] if end2end else ["boxes", "scores"]
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def input(self, i: int) -> np.ndarray:
+        """The model's input for image ``i``: ``[1, 3, imgsz, imgsz]`` float32 in [0, 1]."""
+        return self.dataset[int(i)].image.numpy()[None].astype(np.float32) / 255.0
+
+    def __call__(self, compiled: Any, positions: Iterable[int]) -> tuple[float, list[list[np.ndarray]]]:
+        predictions: list[dict[str, Any]] = []
+        raw: list[list[np.ndarray]] = []
+        image_ids = set()
+        for i in positions:
+            item = self.dataset[int(i)]
+            result = compiled(self.input(i))
+            arrays = [np.asarray(result[compiled.output(name)]) for name in self.outputs]
+            raw.append(arrays)
+            out = [torch.from_numpy(a) for a in arrays]
+            letterbox, size = item.letterbox[None], torch.tensor([item.orig_size])
+            if self.end2end:
+                dets = self.post.rows(out[0], letterbox, size)
+            else:
+                dets = self.post(out[0], out[1], letterbox, size)
+            predictions.extend(detections_to_coco(item.image_id, dets[0]))
+            image_ids.add(item.image_id)
+        truth = dict(self.ground_truth)
+        truth["images"] = [im for im in truth["images"] if im["id"] in image_ids]
+        truth["annotations"] = [a for a in truth["annotations"] if a["image_id"] in image_ids]
+        return coco_scores(truth, predictions).metrics["mAP50-95"], raw
+
+
+@dataclass(frozen=True)
+class AccuracyControl:
+    """Quantization with accuracy control: at most ``max_drop`` mAP50-95 (absolute: 0.01 is one
+    point) lost against the float model, as ``metric`` measures it."""
+
+    max_drop: float
+    metric: SplitMetric
 
 
 @dataclass(frozen=True)
@@ -101,6 +180,8 @@ class Int8Settings:
     preset: str = "performance"
     ranges: str = "histogram"
     split: str = "train"  # where the calibration images came from, for the metadata
+    control: AccuracyControl | None = None
+    control_split: str = "val"  # where control's images came from, for the metadata
 
 
 def export_int8(
@@ -116,7 +197,8 @@ def export_int8(
     """The fused model as an INT8 OpenVINO IR at ``path``, calibrated on ``calibration``
     (:func:`calibration_sample`), its settings in the metadata beside the float export's."""
     ov_model = to_openvino(model, imgsz, names, dynamic, max_det)
-    quantized = quantize_int8(ov_model, calibration, settings.keep_float, settings.preset, settings.ranges)
+    control = settings.control
+    quantized = quantize_int8(ov_model, calibration, settings.keep_float, settings.preset, settings.ranges, control)
     metadata: dict[str, Any] = export_metadata(ov_model, names, imgsz, max_det, "int8")
     metadata.update(
         int8_images=len(calibration),
@@ -125,8 +207,26 @@ def export_int8(
         int8_preset=settings.preset,
         int8_ranges=settings.ranges,
     )
+    if control is not None:
+        scores = {name: split_map(m, control.metric) for name, m in (("float", ov_model), ("int8", quantized))}
+        metadata.update(
+            int8_max_drop=control.max_drop,
+            int8_val_split=settings.control_split,
+            int8_val_images=len(control.metric),
+            int8_val_map_float=round(scores["float"], 6),
+            int8_val_map_int8=round(scores["int8"], 6),
+        )
     set_metadata(quantized, metadata)
     return save_ir(quantized, path)
+
+
+def split_map(ov_model: Any, metric: SplitMetric) -> float:
+    """mAP50-95 of ``ov_model`` on ``metric``'s split, compiled as NNCF and our evaluator compile it
+    (float parts in float32, not the bf16 a CPU with AMX would otherwise choose)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(ov_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return metric(compiled, range(len(metric)))[0]
 
 
 def calibration_sample(index: SplitIndex, imgsz: int, count: int, seed: int) -> list[np.ndarray]:

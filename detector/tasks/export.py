@@ -14,8 +14,8 @@ from detector.config.schemas import ExportConfig, ExportFormat
 from detector.data.build import load_split
 from detector.errors import ConfigError
 from detector.export.onnx import export_onnx, export_torchscript
-from detector.export.openvino import export_openvino, require
-from detector.export.quantize import Int8Settings, calibration_sample, export_int8
+from detector.export.openvino import export_openvino, read_metadata, require
+from detector.export.quantize import AccuracyControl, Int8Settings, SplitMetric, calibration_sample, export_int8
 from detector.interop.weights import load_weights
 from detector.models.detector import Detector
 from detector.models.heads import use_branch
@@ -30,6 +30,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     use_branch(model.head, settings.branch)
     end2end = model.head.inference == "one2one"
     calibration = calibration_images(settings) if settings.int8 else []  # before the run directory: mistakes first
+    control = accuracy_control(settings, end2end)
     run_dir = make_run_dir(settings.project, settings.task, settings.name, settings.exist_ok)
     stem = Path(settings.checkpoint).stem
     imgsz, names = settings.imgsz, list(meta["names"])
@@ -45,7 +46,7 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
             simplify=settings.simplify,
         )
     elif settings.format is ExportFormat.openvino:
-        path = export_ir(model, run_dir / f"{stem}.xml", names, settings, calibration)
+        path = export_ir(model, run_dir / f"{stem}.xml", names, settings, calibration, control)
     else:
         with warnings.catch_warnings():  # torch marks TorchScript deprecated; the format still loads everywhere
             warnings.simplefilter("ignore", FutureWarning)
@@ -58,6 +59,14 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     precision = ""
     if path.suffix == ".xml":
         precision = f"; {'int8' if settings.int8 else 'fp16' if settings.half else 'fp32'} weights"
+    if control is not None:
+        extra = read_metadata(require("openvino", "format=openvino").Core().read_model(str(path)), path).extra
+        drop = float(extra["int8_val_map_float"]) - float(extra["int8_val_map_int8"])
+        precision += (
+            f"; mAP50-95 on {extra['int8_val_images']} {settings.int8_val_split} images: float "
+            f"{float(extra['int8_val_map_float']):.4f}, int8 {float(extra['int8_val_map_int8']):.4f} "
+            f"({-100 * drop:+.2f} points, int8_max_drop {100 * settings.int8_max_drop:.2f})"
+        )
     print(
         f"exported {settings.checkpoint} -> {path} "
         f"(input [{batch}, 3, {imgsz}, {imgsz}] float in [0, 1]; {outputs}{precision})"
@@ -76,6 +85,14 @@ def check_options(settings: ExportConfig) -> None:
         raise ConfigError("int8=true calibrates on images: give data=NAME (data=shapes, data=yolo data.file=...)")
     if settings.int8 and settings.int8_images < 1:
         raise ConfigError(f"int8_images={settings.int8_images}: at least 1")
+    if settings.int8_max_drop is not None and not settings.int8:
+        raise ConfigError("int8_max_drop is an option of int8=true")
+    if settings.int8_max_drop is not None and settings.int8_max_drop < 0:
+        raise ConfigError(
+            f"int8_max_drop={settings.int8_max_drop}: mAP50-95 points as a fraction, >= 0 (0.01: one point)"
+        )
+    if settings.int8_max_drop is not None and settings.int8_val_images < 1:
+        raise ConfigError(f"int8_val_images={settings.int8_val_images}: at least 1")
 
 
 def calibration_images(settings: ExportConfig) -> list[np.ndarray]:
@@ -85,10 +102,28 @@ def calibration_images(settings: ExportConfig) -> list[np.ndarray]:
     return calibration_sample(index, settings.imgsz, settings.int8_images, settings.seed)
 
 
+def accuracy_control(settings: ExportConfig, end2end: bool) -> AccuracyControl | None:
+    """``int8_max_drop``'s accuracy control, measured on the first ``int8_val_images`` images of
+    ``int8_val_split`` (None without it)."""
+    if settings.int8_max_drop is None:
+        return None
+    index = load_split(instantiate_node(settings.data, "data"), settings.int8_val_split)
+    if len(index) == 0:
+        raise ConfigError(f"int8_max_drop: the {settings.int8_val_split} split has no images to measure mAP on")
+    metric = SplitMetric(index.head(settings.int8_val_images), settings.imgsz, end2end)
+    return AccuracyControl(settings.int8_max_drop, metric)
+
+
 def export_ir(
-    model: Detector, path: Path, names: list[str], settings: ExportConfig, calibration: list[np.ndarray]
+    model: Detector,
+    path: Path,
+    names: list[str],
+    settings: ExportConfig,
+    calibration: list[np.ndarray],
+    control: AccuracyControl | None = None,
 ) -> Path:
-    """The OpenVINO IR: float32 or fp16 weights, or INT8 calibrated on ``calibration``."""
+    """The OpenVINO IR: float32 or fp16 weights, or INT8 calibrated on ``calibration`` (with
+    ``control``: NNCF's accuracy control)."""
     if not settings.int8:
         return export_openvino(model, path, settings.imgsz, names, settings.dynamic, settings.half, settings.max_det)
     require("nncf", "int8=true").set_log_level(logging.WARNING)  # its per-node INFO lines; its progress bars stay
@@ -101,6 +136,11 @@ def export_ir(
         settings.dynamic,
         settings.max_det,
         Int8Settings(
-            settings.int8_float.value, settings.int8_preset.value, settings.int8_ranges.value, settings.int8_split
+            settings.int8_float.value,
+            settings.int8_preset.value,
+            settings.int8_ranges.value,
+            settings.int8_split,
+            control,
+            settings.int8_val_split,
         ),
     )
