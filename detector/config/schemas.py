@@ -513,6 +513,9 @@ class DeployRuntime(str, Enum):
     onnxruntime = "onnxruntime"
     openvino = "openvino"  # float32 IR
     openvino_int8 = "openvino_int8"  # INT8 IR (NNCF post-training quantization on the training split)
+    # the float32 IR computing in bf16 (ours: amp=true; theirs: their float export, which OpenVINO runs in bf16 on
+    # such CPUs anyway): measured only on a CPU with native bf16 (AVX512-BF16 or AMX)
+    openvino_bf16 = "openvino_bf16"
 
 
 @dataclass

@@ -18,15 +18,18 @@ def is_exported(path: str | Path) -> bool:
     return path.suffix.lower() in {".onnx", ".xml"} or path.is_dir()
 
 
-def load_exported(path: str | Path, throughput: bool = False) -> OnnxModel | OpenVinoModel:
+def load_exported(path: str | Path, throughput: bool = False, bf16: bool = False) -> OnnxModel | OpenVinoModel:
     """The runtime of an exported model (see :func:`is_exported`); ``throughput``: an OpenVINO model
-    compiled for many images at once (evaluation) rather than for one image's latency."""
+    compiled for many images at once (evaluation) rather than for one image's latency; ``bf16``: an
+    OpenVINO model computing its float parts in bf16 (an ONNX model refuses it)."""
     path = Path(path).expanduser()
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise ConfigError(f"ONNX model not found: {path}")
+        if bf16:
+            raise ConfigError(f"amp=true: {path} runs on onnxruntime in float32 (bf16 applies to OpenVINO IRs and .pt)")
         try:
             return OnnxModel(path)
         except ValueError as err:
             raise ConfigError(str(err)) from err
-    return OpenVinoModel(path, throughput=throughput)
+    return OpenVinoModel(path, throughput=throughput, bf16=bf16)

@@ -45,7 +45,8 @@ def load(
     ``scripts/export.py``, or an OpenVINO IR it wrote (the ``.xml`` or its folder). ``device``: ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``. ``imgsz``: the
     default input size of :meth:`Model.predict` (640; an ONNX file's is the size it was exported at).
     ``branch``: ``one2one`` or ``one2many`` for an end-to-end model (YOLO26; None: its own choice).
-    ``amp``: autocast inference (bf16 / fp16 on CUDA, bf16 on a CPU with native bf16).
+    ``amp``: autocast inference (bf16 / fp16 on CUDA, bf16 on a CPU with native bf16); an OpenVINO
+    IR computes its float parts in bf16 (the CPU must have native bf16); an ONNX file refuses it.
     ``onnxruntime``: an ONNX file's session settings (threads, spinning, graph optimisation; default
     :class:`OnnxRuntimeConfig`'s). ``compile``: a PyTorch model runs under ``torch.compile`` (each new
     batch size or ``imgsz`` compiles first, minutes on a CPU; not for an ONNX file)."""
@@ -56,8 +57,8 @@ def load(
                 f"{'compile=true' if compile else f'branch={branch}'} applies to PyTorch checkpoints: an exported "
                 "OpenVINO model runs as it was exported (scripts/export.py branch=...)"
             )
-        runtime = load_exported(path)
-        return Model(runtime, runtime.names, device, imgsz=imgsz, amp=amp)
+        runtime = load_exported(path, bf16=autocast_dtype(torch.device("cpu"), amp, "amp") is not None)
+        return Model(runtime, runtime.names, device, imgsz=imgsz)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():
             raise ConfigError(f"checkpoint not found: {path}")
@@ -75,7 +76,9 @@ def load(
             runtime = OnnxModel(path, onnxruntime)
         except ValueError as err:
             raise ConfigError(str(err)) from err
-        return Model(runtime, runtime.names, device, imgsz=imgsz, amp=amp)
+        if amp:
+            raise ConfigError(f"amp=true: {path} runs on onnxruntime in float32 (bf16 applies to OpenVINO IRs and .pt)")
+        return Model(runtime, runtime.names, device, imgsz=imgsz)
     model, meta = load_weights(path)
     use_branch(model.head, branch)
     return Model(model, list(meta["names"]), device, imgsz=imgsz, amp=amp, compile=compile)

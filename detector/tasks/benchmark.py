@@ -93,6 +93,9 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
             post = PostProcess(s.deploy.conf, s.deploy.iou, s.deploy.max_det, agnostic=False, multi_label=False)
             post = post.for_branch(branch)
             for runtime in s.deploy.runtimes:
+                if runtime is DeployRuntime.openvino_bf16 and not cpu_has_native_bf16():
+                    console.print("deploy: openvino_bf16 left out (this CPU has no native bf16: AVX512-BF16 or AMX)")
+                    continue
                 console.print(f"[bold]deploy[/bold] on cpu: {runtime.value}")
                 figures = deploy.measure(
                     runtime, s.deploy, post, reference, checkpoint, index(s.deploy.split), index("train"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from detector.config import instantiate_node
@@ -82,7 +83,8 @@ def run_exported(settings: EvaluateConfig) -> Path:
     console = make_console()
     if settings.compile:
         raise ConfigError(f"compile=true applies to PyTorch checkpoints: {settings.checkpoint} runs on its own runtime")
-    model = load_exported(settings.checkpoint, throughput=True)
+    bf16 = autocast_dtype(torch.device("cpu"), settings.amp, "amp") is not None
+    model = load_exported(settings.checkpoint, throughput=True, bf16=bf16)
     branch = "one2one" if model.end2end else "one2many"
     if settings.branch is not None and settings.branch.value != branch:
         raise ConfigError(

@@ -56,6 +56,34 @@ def test_float32_and_fp16_ir_match_pytorch(tmp_path) -> None:
     torch.testing.assert_close(got_scores, scores, atol=1e-3, rtol=0)
 
 
+def test_amp_runs_an_ir_in_bf16_and_onnx_refuses_it(tmp_path) -> None:
+    """amp=true on an OpenVINO IR: the plugin computes in bf16 (on a CPU with native bf16), boxes within
+    a few pixels of float32 but not equal to them (the hint took effect); without native bf16 it is
+    refused as for a .pt; an ONNX file refuses it."""
+    from detector import load
+    from detector.device import cpu_has_native_bf16
+    from detector.export.onnx import export_onnx
+
+    model = reference()
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        boxes, scores = Decoded(model).eval()(x)
+    xml = export_openvino(model, tmp_path / "m.xml", 96, NAMES, dynamic=True)
+    onnx = export_onnx(model, tmp_path / "m.onnx", 96, NAMES)
+    with pytest.raises(ConfigError, match=r"amp=true: .*m.onnx runs on onnxruntime in float32"):
+        load(onnx, "cpu", amp=True)
+    if not cpu_has_native_bf16():
+        with pytest.raises(ConfigError, match="amp=true on a CPU without native bf16"):
+            load(xml, "cpu", amp=True)
+        return
+    runtime = load(xml, "cpu", amp=True).predictor.model
+    assert "computing in bf16" in runtime.description
+    got_boxes, got_scores = runtime(x)
+    torch.testing.assert_close(got_boxes, boxes, atol=3.0, rtol=0)
+    torch.testing.assert_close(got_scores, scores, atol=0.02, rtol=0)
+    assert (got_boxes - boxes).abs().max() > 1e-3
+
+
 def test_end_to_end_ir_equals_pytorch_top_k(tmp_path) -> None:
     """YOLO26: the IR ends with the top-k, [B, max_det, 6] rows as the PyTorch end-to-end model gives them."""
     torch.manual_seed(0)

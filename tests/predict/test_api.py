@@ -4,6 +4,7 @@ Ultralytics' and exported ONNX files; end-to-end models on either branch."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -37,8 +38,16 @@ def reference(weights: Path, image: np.ndarray, branch: str | None = None, imgsz
 
 def assert_matches(result: Results, det) -> None:
     """The same detections up to float rounding (a batched convolution rounds differently from a
-    single image's: boxes 1e-3 px + 1e-4 relative, scores 1e-4), in score order up to near-ties."""
-    assert len(result) == len(det)
+    single image's: boxes 1e-3 px + 1e-4 relative, scores 1e-4), in score order up to near-ties; a
+    detection within that rounding of the threshold may be on one side only."""
+    near = SETTINGS["conf"] + 1e-4
+    assert int((result.scores > near).sum()) == int((det.scores > near).sum())
+    keep = det.scores.numpy() > near
+    det = type(det)(det.boxes[keep], det.scores[keep], det.classes[keep])
+    kept = result.scores > near
+    result = dataclasses.replace(
+        result, boxes=result.boxes[kept], scores=result.scores[kept], class_ids=result.class_ids[kept]
+    )
     np.testing.assert_allclose(result.scores, det.scores.numpy(), atol=1e-4, rtol=0)
     free = np.ones(len(det), dtype=bool)
     for box, score, c in zip(result.boxes, result.scores, result.class_ids):

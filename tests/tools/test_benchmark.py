@@ -198,7 +198,7 @@ def test_deploy_runs_every_runtime_of_both_sides_on_the_same_trained_weights(tmp
     """A yolov8n trained on 16 images until it detects them, benchmarked on every runtime at 160 px:
     each runtime gives a latency and a throughput figure of both sides; scored on those images, the
     two sides' float32 runtimes agree on mAP50-95 (the same weights through two predictors), every
-    float32 runtime of ours gives the checkpoint's mAP, and our INT8 export stays within a point."""
+    float32 runtime of ours gives the checkpoint's mAP, and our INT8 and bf16 runs stay within a point."""
     monkeypatch.chdir(tmp_path)
     data = ["data=shapes", f"data.root={tmp_path / 'shapes'}", "data.num_train=16", "data.num_val=4", "data.imgsz=160"]
     train = ["model=yolov8n", "imgsz=160", "augment=none", "device=cpu", "train.epochs=80", "train.batch=8"]
@@ -219,6 +219,8 @@ def test_deploy_runs_every_runtime_of_both_sides_on_the_same_trained_weights(tmp
     )
     report = json.loads((run_dir / "benchmark.json").read_text())
     runtimes = ["eager", "compiled", "onnxruntime", "openvino", "openvino_int8"]
+    if cpu_has_native_bf16():
+        runtimes.append("openvino_bf16")  # left out (with a line saying so) where the CPU has no native bf16
     parts = [(f["part"], f["settings"]["runtime"]) for f in report["figures"]]
     assert parts == [(p, r) for r in runtimes for p in ("deploy_latency", "deploy_throughput")]
     for f in report["figures"]:
@@ -234,6 +236,9 @@ def test_deploy_runs_every_runtime_of_both_sides_on_the_same_trained_weights(tmp
         assert abs(scores[runtime]["ours"] - scores["eager"]["ours"]) <= 1e-3, scores
         assert abs(scores[runtime]["ours"] - scores[runtime]["ultralytics"]) <= 0.01, scores
     assert abs(scores["openvino_int8"]["ours"] - scores["eager"]["ours"]) <= 0.01, scores
+    if "openvino_bf16" in scores:  # bf16 arithmetic on both sides: close to float32, not equal
+        assert abs(scores["openvino_bf16"]["ours"] - scores["eager"]["ours"]) <= 0.01, scores
+        assert abs(scores["openvino_bf16"]["ours"] - scores["openvino_bf16"]["ultralytics"]) <= 0.01, scores
     best = report["deploy_best"]
     latency = {f["settings"]["runtime"]: f for f in report["figures"] if f["part"] == "deploy_latency"}
     assert best["ours"]["ms"] == min(f["ours"] for f in latency.values())

@@ -2,7 +2,7 @@
 weights on the same runtime.
 
 For every runtime (PyTorch eager, PyTorch under ``torch.compile``, ONNX Runtime, OpenVINO float32,
-OpenVINO INT8) each side exports the weights its own way (ours: ``scripts/export.py``'s functions;
+OpenVINO float computing in bf16, OpenVINO INT8) each side exports the weights its own way (ours: ``scripts/export.py``'s functions;
 theirs: ``YOLO.export``) and predicts through its own Python entry (ours: ``detector.load(...)
 .predict``; theirs: ``YOLO(...).predict``), from image files: decoding, letterbox, inference and
 post-processing are all inside the timed call. Three figures per runtime:
@@ -74,8 +74,9 @@ def our_side(
         described = "our checkpoint" + (", torch.compile" if compile else "")
     else:
         model, names = reference.ours().eval(), reference.names
-        single = load(export(runtime, model, names, folder / "b1", c, False, calibration), "cpu")
-        batched = load(export(runtime, model, names, folder / "dynamic", c, True, calibration), "cpu")
+        amp = runtime is DeployRuntime.openvino_bf16
+        single = load(export(runtime, model, names, folder / "b1", c, False, calibration), "cpu", amp=amp)
+        batched = load(export(runtime, model, names, folder / "dynamic", c, True, calibration), "cpu", amp=amp)
         described = getattr(single.predictor.model, "description", type(single.predictor.model).__name__)
 
     settings = {"conf": post.conf, "iou": post.iou, "max_det": post.max_det}
@@ -109,7 +110,7 @@ def export(
     folder.mkdir(parents=True, exist_ok=True)
     if runtime is DeployRuntime.onnxruntime:
         return export_onnx(model, folder / "model.onnx", c.imgsz, names, dynamic, simplify=True)
-    if runtime is DeployRuntime.openvino:
+    if runtime in (DeployRuntime.openvino, DeployRuntime.openvino_bf16):
         return export_openvino(model, folder / "model.xml", c.imgsz, names, dynamic)
     require("nncf", "openvino_int8").set_log_level(logging.WARNING)  # its per-node INFO lines
     return export_int8(model, folder / "model.xml", c.imgsz, names, calibration(), dynamic)
@@ -142,6 +143,8 @@ def their_side(
         single = YOLO(str(their_export(runtime, pt, folder / "b1", c, False, data_yaml, fraction)), task="detect")
         batched = YOLO(str(their_export(runtime, pt, folder / "dynamic", c, True, data_yaml, fraction)), task="detect")
         described = f"YOLO.export(format={'onnx' if runtime is DeployRuntime.onnxruntime else 'openvino'})"
+        if runtime in (DeployRuntime.openvino, DeployRuntime.openvino_bf16):
+            described += ", compiled without a precision hint: bf16 where the CPU has AMX or AVX512-BF16"
     predicting = {**common, "conf": post.conf, "iou": post.iou, "max_det": post.max_det}
 
     def score(paths: list[str], batch: int) -> list[Detections]:
