@@ -18,9 +18,10 @@ def is_exported(path: str | Path) -> bool:
     return path.suffix.lower() in {".onnx", ".xml"} or path.is_dir()
 
 
-def load_exported(path: str | Path, throughput: bool = False, bf16: bool = False) -> OnnxModel | OpenVinoModel:
+def load_exported(path: str | Path, throughput: bool | None = False, bf16: bool = False) -> OnnxModel | OpenVinoModel:
     """The runtime of an exported model (see :func:`is_exported`); ``throughput``: an OpenVINO model
-    compiled for many images at once (evaluation) rather than for one image's latency; ``bf16``: an
+    compiled for many images at once (evaluation) rather than for one image's latency, or None for
+    both as the call needs (:class:`~detector.export.openvino.OpenVinoModel`); ``bf16``: an
     OpenVINO model computing its float parts in bf16 (an ONNX model refuses it)."""
     path = Path(path).expanduser()
     if path.suffix.lower() == ".onnx":

@@ -57,7 +57,8 @@ def load(
                 f"{'compile=true' if compile else f'branch={branch}'} applies to PyTorch checkpoints: an exported "
                 "OpenVINO model runs as it was exported (scripts/export.py branch=...)"
             )
-        runtime = load_exported(path, bf16=autocast_dtype(torch.device("cpu"), amp, "amp") is not None)
+        bf16 = autocast_dtype(torch.device("cpu"), amp, "amp") is not None
+        runtime = load_exported(path, throughput=None, bf16=bf16)  # LATENCY for one image, THROUGHPUT for batches
         return Model(runtime, runtime.names, device, imgsz=imgsz)
     if path.suffix.lower() == ".onnx":
         if not path.is_file():

@@ -32,8 +32,8 @@ def reference(name: str = "yolo11n", **overrides):
 
 
 def test_float32_and_fp16_ir_match_pytorch(tmp_path) -> None:
-    """float32: boxes within 1e-3 px and scores within 1e-4 of PyTorch (a dynamic batch of 3, compiled
-    for latency and for throughput). fp16 weights: boxes within 0.05 px and scores within 1e-3
+    """float32: boxes within 1e-3 px and scores within 1e-4 of PyTorch (one image, a dynamic batch of 3,
+    one image again; compiled for latency, for throughput, and for either as the call needs). fp16 weights: boxes within 0.05 px and scores within 1e-3
     (weights rounded to 11 significant bits; the CPU still computes in float32)."""
     model = reference()
     x = torch.rand(3, 3, 96, 96)
@@ -42,13 +42,15 @@ def test_float32_and_fp16_ir_match_pytorch(tmp_path) -> None:
     full = export_openvino(model, tmp_path / "fp32" / "m.xml", 96, NAMES, dynamic=True)
     half = export_openvino(model, tmp_path / "fp16" / "m.xml", 96, NAMES, dynamic=True, half=True)
     assert (tmp_path / "fp16" / "m.bin").stat().st_size < 0.6 * (tmp_path / "fp32" / "m.bin").stat().st_size
-    for throughput in (False, True):
+    for throughput in (False, True, None):  # None: LATENCY for one image, a THROUGHPUT copy for several
         runtime = OpenVinoModel(full, throughput=throughput)
         assert runtime.batch is None and runtime.metadata.precision == "fp32"
-        got_boxes, got_scores = runtime(x)
-        assert got_boxes.shape == (3, 189, 4) and got_scores.shape == (3, 189, 3)  # 12² + 6² + 3² cells
-        torch.testing.assert_close(got_boxes, boxes, atol=1e-3, rtol=0)
-        torch.testing.assert_close(got_scores, scores, atol=1e-4, rtol=0)
+        for part in (slice(0, 1), slice(0, 3), slice(1, 2)):
+            got_boxes, got_scores = runtime(x[part])
+            assert got_boxes.shape == (len(x[part]), 189, 4) and got_scores.shape[1:] == (189, 3)  # 12² + 6² + 3²
+            torch.testing.assert_close(got_boxes, boxes[part], atol=1e-3, rtol=0)
+            torch.testing.assert_close(got_scores, scores[part], atol=1e-4, rtol=0)
+        assert (runtime.queue is not None) == (throughput is not False)  # the batch of 3 made the copy
     runtime = OpenVinoModel(half)
     assert runtime.metadata.precision == "fp16"
     got_boxes, got_scores = runtime(x)
