@@ -11,7 +11,7 @@ What stays in float (``keep_float``):
 
 With a ``max_drop`` (``int8_max_drop``), NNCF's accuracy control goes further: it quantizes as
 above, measures mAP50-95 of the float and the INT8 model on a labelled split
-(:class:`SplitMetric`, our COCO evaluator's figure), and returns to float the operations that cost
+(:class:`detector.eval.exported.SplitMetric`, our COCO evaluator's figure), and returns to float the operations that cost
 the most, one group at a time, until the INT8 model is within ``max_drop`` of the float one.
 """
 
@@ -20,15 +20,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
-import torch
 
 from detector.data.build import val_dataset
 from detector.data.index import SplitIndex
-from detector.eval.coco import coco_scores, detections_to_coco, ground_truth_coco
-from detector.eval.postprocess import PostProcess
 from detector.export.openvino import export_metadata, require, save_ir, set_metadata, to_openvino
 from detector.models.detector import Detector
 
@@ -115,52 +112,16 @@ def quantize_int8(
     )
 
 
-class SplitMetric:
-    """mAP50-95 of a compiled OpenVINO model on a labelled split, as our evaluator computes it (the
-    letterboxed images, the float32 model's post-processing at validation settings, boxes back in
-    image pixels, COCO scores): NNCF's validation function for accuracy control.
+class ValidationMetric(Protocol):
+    """What accuracy control measures with (:class:`detector.eval.exported.SplitMetric`): the model's
+    input for each of ``len()`` labelled images, and ``metric(compiled, positions) -> (value, raw
+    outputs per image)``, higher is better."""
 
-    NNCF calls it with the compiled model and some of the split's positions (``range(len(self))``;
-    :meth:`input` gives the model's input for one); it returns the mAP50-95 over those images and
-    the raw outputs per image, which NNCF compares between float and INT8 to rank the operations."""
+    def __len__(self) -> int: ...
 
-    def __init__(self, index: SplitIndex, imgsz: int, end2end: bool, post: PostProcess = PostProcess()) -> None:
-        if len(index) == 0:
-            raise ValueError("no validation images")
-        self.dataset = val_dataset(index, imgsz)
-        self.ground_truth = ground_truth_coco(index)
-        self.end2end = end2end
-        self.post = post.for_branch("one2one" if end2end else "one2many")
-        self.outputs = ["detections"] if end2end else ["boxes", "scores"]
+    def input(self, i: int) -> np.ndarray: ...
 
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def input(self, i: int) -> np.ndarray:
-        """The model's input for image ``i``: ``[1, 3, imgsz, imgsz]`` float32 in [0, 1]."""
-        return self.dataset[int(i)].image.numpy()[None].astype(np.float32) / 255.0
-
-    def __call__(self, compiled: Any, positions: Iterable[int]) -> tuple[float, list[list[np.ndarray]]]:
-        predictions: list[dict[str, Any]] = []
-        raw: list[list[np.ndarray]] = []
-        image_ids = set()
-        for i in positions:
-            item = self.dataset[int(i)]
-            result = compiled(self.input(i))
-            arrays = [np.asarray(result[compiled.output(name)]) for name in self.outputs]
-            raw.append(arrays)
-            out = [torch.from_numpy(a) for a in arrays]
-            letterbox, size = item.letterbox[None], torch.tensor([item.orig_size])
-            if self.end2end:
-                dets = self.post.rows(out[0], letterbox, size)
-            else:
-                dets = self.post(out[0], out[1], letterbox, size)
-            predictions.extend(detections_to_coco(item.image_id, dets[0]))
-            image_ids.add(item.image_id)
-        truth = dict(self.ground_truth)
-        truth["images"] = [im for im in truth["images"] if im["id"] in image_ids]
-        truth["annotations"] = [a for a in truth["annotations"] if a["image_id"] in image_ids]
-        return coco_scores(truth, predictions).metrics["mAP50-95"], raw
+    def __call__(self, compiled: Any, positions: Iterable[int]) -> tuple[float, list[list[np.ndarray]]]: ...
 
 
 @dataclass(frozen=True)
@@ -169,7 +130,7 @@ class AccuracyControl:
     point) lost against the float model, as ``metric`` measures it."""
 
     max_drop: float
-    metric: SplitMetric
+    metric: ValidationMetric
 
 
 @dataclass(frozen=True)
@@ -220,7 +181,7 @@ def export_int8(
     return save_ir(quantized, path)
 
 
-def split_map(ov_model: Any, metric: SplitMetric) -> float:
+def split_map(ov_model: Any, metric: ValidationMetric) -> float:
     """mAP50-95 of ``ov_model`` on ``metric``'s split, compiled as NNCF and our evaluator compile it
     (float parts in float32, not the bf16 a CPU with AMX would otherwise choose)."""
     import openvino as ov

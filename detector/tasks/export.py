@@ -13,9 +13,10 @@ from detector.config import instantiate_node
 from detector.config.schemas import ExportConfig, ExportFormat
 from detector.data.build import load_split
 from detector.errors import ConfigError
+from detector.eval.exported import SplitMetric
 from detector.export.onnx import export_onnx, export_torchscript
 from detector.export.openvino import export_openvino, read_metadata, require
-from detector.export.quantize import AccuracyControl, Int8Settings, SplitMetric, calibration_sample, export_int8
+from detector.export.quantize import AccuracyControl, Int8Settings, calibration_sample, export_int8
 from detector.interop.weights import load_weights
 from detector.models.detector import Detector
 from detector.models.heads import use_branch

@@ -308,7 +308,7 @@ def test_split_metric_scores_the_images_it_is_given(tiny_shapes, end2end: bool) 
     from detector.data.build import load_split
     from detector.data.sources import YoloSource
     from detector.eval.coco import coco_scores
-    from detector.export.quantize import SplitMetric
+    from detector.eval.exported import SplitMetric
 
     index = load_split(YoloSource(list(SHAPE_NAMES), len(SHAPE_NAMES), file=str(tiny_shapes / "data.yaml")), "val")
     metric = SplitMetric(index, 128, end2end)  # the 96 px images letterboxed up to 128: scale and padding
