@@ -200,6 +200,7 @@ class OpenVinoModel:
         self._compile = lambda hint: core.compile_model(
             model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
         )
+        self._queue_of = ov.AsyncInferQueue
         self.compiled = self._compile(hint)
         self.output_names = ["detections"] if self.end2end else ["boxes", "scores"]
         self.request = self.compiled.create_infer_request()
@@ -218,9 +219,7 @@ class OpenVinoModel:
         if len(x) == 0:
             raise ValueError("an empty batch")
         if self.throughput is None and self.queue is None and len(x) > (self.batch or 1):
-            import openvino as ov
-
-            self.queue = ov.AsyncInferQueue(self._compile("THROUGHPUT"))  # several images from now on
+            self.queue = self._queue_of(self._compile("THROUGHPUT"))  # several images from now on
         step = self.batch or (1 if self.queue is not None else len(x))
         if len(x) % step:
             raise ValueError(f"{self.path} takes batches of {step} images (exported without dynamic=true)")

@@ -169,6 +169,9 @@ def export_int8(
         int8_ranges=settings.ranges,
     )
     if control is not None:
+        # NNCF measured both models while it searched but returns neither figure: score them again
+        # (two passes over control's images) so the metadata holds our evaluator's mAP of exactly
+        # the float graph and the IR written, compiled in float32 as evaluate.py compiles them.
         scores = {name: split_map(m, control.metric) for name, m in (("float", ov_model), ("int8", quantized))}
         metadata.update(
             int8_max_drop=control.max_drop,

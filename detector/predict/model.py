@@ -17,7 +17,6 @@ from detector.device import autocast_dtype, select_device
 from detector.errors import ConfigError
 from detector.eval.postprocess import PostProcess
 from detector.eval.predict import Predictor
-from detector.export.onnx import OnnxModel
 from detector.export.runtime import is_exported, load_exported
 from detector.interop.weights import load_weights
 from detector.models.detector import Detector
@@ -61,8 +60,6 @@ def load(
         runtime = load_exported(path, throughput=None, bf16=bf16)  # LATENCY for one image, THROUGHPUT for batches
         return Model(runtime, runtime.names, device, imgsz=imgsz)
     if path.suffix.lower() == ".onnx":
-        if not path.is_file():
-            raise ConfigError(f"checkpoint not found: {path}")
         if compile:
             raise ConfigError(
                 "compile=true applies to PyTorch checkpoints: an exported .onnx runs on onnxruntime, "
@@ -73,12 +70,7 @@ def load(
                 f"branch={branch}: an exported model predicts with the branch it was exported with "
                 "(scripts/export.py branch=...)"
             )
-        try:
-            runtime = OnnxModel(path, onnxruntime)
-        except ValueError as err:
-            raise ConfigError(str(err)) from err
-        if amp:
-            raise ConfigError(f"amp=true: {path} runs on onnxruntime in float32 (bf16 applies to OpenVINO IRs and .pt)")
+        runtime = load_exported(path, bf16=amp, onnxruntime=onnxruntime)
         return Model(runtime, runtime.names, device, imgsz=imgsz)
     model, meta = load_weights(path)
     use_branch(model.head, branch)

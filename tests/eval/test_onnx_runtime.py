@@ -115,7 +115,7 @@ def test_the_runtime_input_equals_the_pytorch_conversion() -> None:
 def test_predict_py_hands_its_onnxruntime_settings_to_the_session(exported, tmp_path, monkeypatch) -> None:
     import cv2
 
-    import detector.predict.model
+    import detector.export.runtime
 
     sessions: list[OnnxModel] = []
 
@@ -124,7 +124,7 @@ def test_predict_py_hands_its_onnxruntime_settings_to_the_session(exported, tmp_
             super().__init__(*args, **kwargs)
             sessions.append(self)
 
-    monkeypatch.setattr(detector.predict.model, "OnnxModel", Recorded)
+    monkeypatch.setattr(detector.export.runtime, "OnnxModel", Recorded)
     monkeypatch.chdir(tmp_path)
     cv2.imwrite(str(tmp_path / "a.png"), np.random.default_rng(0).integers(0, 256, (40, 70, 3), dtype=np.uint8))
     run_task(
