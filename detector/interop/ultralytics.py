@@ -13,8 +13,8 @@ design keeps every Ultralytics call in one place.)
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -397,8 +397,30 @@ def train(
     model = YOLO(model_yaml, task="detect")
     model.add_callback("on_train_epoch_start", lambda trainer: epoch_start())
     model.add_callback("on_train_epoch_end", lambda trainer: epoch_end(len(trainer.train_loader.dataset)))
-    model.train(**args)
+    with trackers_off():
+        model.train(**args)
     return Path(model.trainer.save_dir), int(model.trainer.args.workers)
+
+
+# Their experiment-tracker integrations, each a key of their settings: a trainer built while one is
+# true logs to that tracker (MLflow, installed with our `track` extra, writes ./mlflow.db and ./mlruns).
+TRACKERS = ("clearml", "comet", "dvc", "mlflow", "raytune", "tensorboard", "wandb")
+
+
+@contextmanager
+def trackers_off() -> Iterator[None]:
+    """Their trainers built inside the block log to no experiment tracker, as ours in a comparison
+    log to none: the tracker keys of their ``SETTINGS`` read false, in memory only (their settings
+    file, the user's choice for their own runs, is neither read back nor written), restored after."""
+    require()
+    from ultralytics.utils import SETTINGS
+
+    saved = {key: SETTINGS[key] for key in TRACKERS if key in SETTINGS}
+    dict.update(SETTINGS, dict.fromkeys(saved, False))  # dict's own update: theirs saves the file
+    try:
+        yield
+    finally:
+        dict.update(SETTINGS, saved)
 
 
 # --------------------------------------------------------------------------- training diagnostics
