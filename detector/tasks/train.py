@@ -39,7 +39,7 @@ from detector.tasks.resume import resume_checkpoint, resumed_config, saved_run_i
 from detector.train.checkpointer import Checkpointer, RunRecord
 from detector.train.distributed import Process, barrier, setup, teardown
 from detector.train.ema import ModelEMA
-from detector.train.faults import Fault, describe_evaluation_fault, position
+from detector.train.faults import FAULT_ERRORS, Fault, describe_evaluation_fault, position
 from detector.train.loggers import Logger, MultiLogger, open_loggers
 from detector.train.loop import Loop, train_epochs
 from detector.train.optim import build_optimizer
@@ -283,7 +283,7 @@ def finish(
                     None,
                     report,
                 )
-        except RuntimeError as err:  # a killed loader worker or out of memory: the trained weights are all there
+        except FAULT_ERRORS as err:  # a killed loader worker or out of memory: the trained weights are all there
             failure = describe_evaluation_fault(err, device, options.workers, options.batch)
             if failure is None:
                 raise

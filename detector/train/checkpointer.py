@@ -110,7 +110,7 @@ class Checkpointer:
         try:
             write_checkpoint(path, payload)
         except (OSError, RuntimeError) as err:
-            if isinstance(err, RuntimeError) and (out_of_memory(err) or loader_worker_failure(err) is not None):
+            if out_of_memory(err) or loader_worker_failure(err) is not None:
                 raise
             why = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
             intact, checkpoint = self.last_intact()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.utils.data.dataloader
 
 from detector.train.state import LoopSettings, LoopState
 
@@ -80,9 +81,17 @@ def out_of_memory(err: BaseException) -> bool:
     )
 
 
+# What a fault reaches the loop as: PyTorch's RuntimeError (a dead worker, out of memory), or the
+# ConnectionError / EOFError of a batch whose worker died while handing it over.
+FAULT_ERRORS = (RuntimeError, ConnectionError, EOFError)
+
+
 def loader_worker_failure(err: BaseException) -> str | None:
     """``a data-loader worker (pid 123) was killed by signal: Killed`` for PyTorch's error about a
-    worker that died, else None."""
+    worker that died, ``a data-loader worker died handing over a batch (ConnectionResetError: ...)``
+    for a batch lost that way (:func:`batch_lost_in_transfer`), else None."""
+    if batch_lost_in_transfer(err):
+        return f"a data-loader worker died handing over a batch ({type(err).__name__}: {err})"
     text = str(err)
     if not isinstance(err, RuntimeError) or "DataLoader worker" not in text:
         return None
@@ -92,6 +101,21 @@ def loader_worker_failure(err: BaseException) -> str | None:
     if signal:
         return f"{who} was killed by signal: {signal.group(1)}"
     return f"{who} exited unexpectedly"
+
+
+def batch_lost_in_transfer(err: BaseException) -> bool:
+    """A ConnectionError or EOFError raised inside PyTorch's loader while it received a batch. A
+    worker passes a batch's shared memory over a connection of its own; killed in the middle, its end
+    closes, and the loader re-raises that error as it is when it has not yet seen the worker die."""
+    if not isinstance(err, (ConnectionError, EOFError)):
+        return False
+    loader_module = torch.utils.data.dataloader.__file__
+    tb = err.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == loader_module:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def lighter_loading(prefix: str, workers: int, batch: int) -> str:

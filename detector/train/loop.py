@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader
 from detector.data.loader import set_epoch
 from detector.train.checkpointer import Checkpointer
 from detector.train.distributed import Process, barrier
-from detector.train.faults import describe_fault
+from detector.train.faults import FAULT_ERRORS, describe_fault
 from detector.train.interrupt import Interrupt, deferred
 from detector.train.loggers import Logger
 from detector.train.optim import Schedule, base_momentum, warmup_accumulation
@@ -58,7 +58,7 @@ def train_epochs(loop: Loop, state: LoopState) -> str:
     with Interrupt() as interrupt:
         try:
             return _epochs(loop, state, progress, interrupt)
-        except RuntimeError as err:  # torch.OutOfMemoryError is one
+        except FAULT_ERRORS as err:  # torch.OutOfMemoryError is a RuntimeError
             fault = describe_fault(err, loop.settings, loop.parts.device, state)
             if fault is None:
                 raise

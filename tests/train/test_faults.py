@@ -63,13 +63,14 @@ def test_a_killed_loader_worker_keeps_the_last_step_and_says_how_to_resume(tmp_p
     assert state["epoch"] == 1 and 1 <= state["iteration"] <= 3  # 3 unless the machine is very slow
     message = str(stopped.value)
     assert "\n" not in message
-    # the loader reports it from its SIGCHLD handler or, when it notices the dead worker first, as
-    # "exited unexpectedly" (which cannot tell a kill from a crash)
+    # the loader reports it from its SIGCHLD handler; when it notices the dead worker first, as
+    # "exited unexpectedly" (which cannot tell a kill from a crash); when the worker died handing a
+    # batch over, as the broken connection
     assert re.match(
-        r"a data-loader worker \(pid \d+\) (was killed by signal: Killed in epoch 2 after batch \d: most likely the "
-        r"machine ran out of memory and the kernel's out-of-memory killer ended it; |exited unexpectedly in epoch 2 "
-        r"after batch \d: the out-of-memory killer or a crash in the worker \(see any message above\) ends it this "
-        r"way; )fewer ",
+        r"a data-loader worker (\(pid \d+\) was killed by signal: Killed in epoch 2 after batch \d: most likely the "
+        r"machine ran out of memory and the kernel's out-of-memory killer ended it; |(\(pid \d+\) exited unexpectedly|"
+        r"died handing over a batch \(\w+Error: [^)]*\)) in epoch 2 after batch \d: the out-of-memory killer or a "
+        r"crash in the worker \(see any message above\) ends it this way; )fewer ",
         message,
     )
     assert "train.workers (now 1) or a smaller train.batch (now 2) need less" in message
@@ -138,6 +139,41 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_the_original_command_resu
     assert sorted(p.name for p in weights.parent.parent.iterdir()) == ["exp"]  # no new run directory
 
 
+def test_a_batch_lost_in_transfer_is_a_dead_worker_and_keeps_the_last_step(tmp_path, monkeypatch, tiny_run) -> None:
+    """A worker killed while it hands a batch over makes the loader raise the broken connection
+    itself (ConnectionResetError), not its dead-worker error: the run stops on it as on a dead
+    worker, with one line and last.pt at the step before. (The error is raised here by the sample
+    the 4th batch of epoch 2 needs, in the main process, so it comes out of the loader as a lost
+    batch does.) The same error raised outside the loader is not a loader fault: it passes as it is."""
+    from detector.train.faults import batch_lost_in_transfer, loader_worker_failure
+
+    doomed = int(epoch_order(8, 0, 1)[6])  # the 7th sample of epoch 2: in its 4th batch of 2
+    getitem = DetectionDataset.__getitem__
+
+    def reset(self: DetectionDataset, i: int):
+        if self.epoch == 1 and i == doomed:
+            raise ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
+        return getitem(self, i)
+
+    monkeypatch.setattr(DetectionDataset, "__getitem__", reset)
+    with pytest.raises(TrainingStopped) as stopped:
+        run_task("train.py", *tiny_run, *QUICK, "train.epochs=2", "train.workers=0")
+    monkeypatch.undo()
+    last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
+    assert str(stopped.value) == (
+        "a data-loader worker died handing over a batch (ConnectionResetError: [Errno 104] Connection reset by peer) "
+        "in epoch 2 after batch 3: the out-of-memory killer or a crash in the worker (see any message above) ends "
+        "it this way; fewer train.workers (now 0) or a smaller train.batch (now 2) need less. "
+        f"{last} holds the last completed optimizer step (epoch 2, batch 3). Resume with: python train.py resume={last}"
+    )
+    assert (training_state(last)["epoch"], training_state(last)["iteration"]) == (1, 3)
+
+    try:
+        raise ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
+    except ConnectionResetError as err:
+        assert not batch_lost_in_transfer(err) and loader_worker_failure(err) is None
+
+
 def test_out_of_memory_names_train_batch_and_resumes_with_a_smaller_one(tmp_path, monkeypatch, tiny_run) -> None:
     """The 4th step (epoch 2, batch 2) runs out of memory, as CUDA would: last.pt holds the step
     before it; the suggested command (half the batch) finishes the epoch from the same sample."""
@@ -200,7 +236,8 @@ def test_a_killed_worker_in_the_final_evaluation_keeps_the_weights_and_says_how_
     assert "\n" not in message
     assert re.fullmatch(
         rf"done: the trained weights are in {re.escape(str(run / 'weights'))}, but the final evaluation of best.pt "
-        r"stopped: a data-loader worker \(pid \d+\) (was killed by signal: Killed|exited unexpectedly): .*fewer "
+        r"stopped: a data-loader worker (\(pid \d+\) (was killed by signal: Killed|exited unexpectedly)|died handing "
+        r"over a batch \(\w+Error: [^)]*\)): .*fewer "
         r"workers \(now 1\) or a smaller batch \(now 2\) need less. Evaluate it with: python scripts/evaluate.py "
         rf"checkpoint={re.escape(str(run / 'weights' / 'best.pt'))} and the run's data options \(its config.yaml\)",
         message,
@@ -239,7 +276,9 @@ def test_the_command_line_reports_a_killed_worker_in_one_line(tmp_path, tiny_run
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 1, err[-2000:]
     line = err.strip().splitlines()[-1]
-    assert line.startswith(f"error: a data-loader worker (pid {killed}) ")
+    assert line.startswith(
+        (f"error: a data-loader worker (pid {killed}) ", "error: a data-loader worker died handing over")
+    )
     assert line.endswith(f"Resume with: python train.py resume={last}")
     result = subprocess.run(
         [sys.executable, TRAIN, f"resume={last}", "train.epochs=2"],
