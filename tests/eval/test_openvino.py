@@ -336,6 +336,7 @@ def test_split_metric_scores_the_images_it_is_given(tiny_shapes, end2end: bool) 
     assert missed == pytest.approx(coco_scores(metric.ground_truth, predictions).metrics["mAP50-95"], abs=1e-3)
 
 
+@pytest.mark.slow  # NNCF's accuracy-controlled search; the INT8 bound test runs it on trained models
 def test_int8_max_drop_measures_both_models_on_the_split(tmp_path, tiny_data, monkeypatch) -> None:
     """int8_max_drop through export.py: NNCF's accuracy control, the float and INT8 mAP50-95 on the
     validation split in the metadata; the float figure is evaluate.py's on the checkpoint (which the

@@ -6,8 +6,9 @@ from tests.data.fixtures import write_twin_datasets
 from tests.helpers import REPO, run_script
 
 
-def test_interop_module_imports_ultralytics_lazily() -> None:
-    code = "import sys, detector.interop.ultralytics; print('ultralytics' in sys.modules)"
+def test_interop_and_benchmark_modules_import_ultralytics_lazily() -> None:
+    """The adapter and the benchmark task import nothing from Ultralytics until they call it."""
+    code = "import sys, detector.interop.ultralytics, detector.tasks.benchmark; print('ultralytics' in sys.modules)"
     result = run_script("-c", code, cwd=REPO)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "False"

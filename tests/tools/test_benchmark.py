@@ -84,13 +84,6 @@ def test_benchmark_settings_mistakes_are_one_line(tmp_path) -> None:
         run_task("scripts/benchmark.py", "parts=[val,val]", f"project={tmp_path}")
 
 
-def test_benchmark_modules_import_ultralytics_lazily() -> None:
-    code = "import sys, detector.tasks.benchmark; print('ultralytics' in sys.modules)"
-    result = run_script("-c", code, cwd=REPO)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
-
-
 def test_alternate_takes_turns_after_warmup() -> None:
     calls: list[str] = []
 

@@ -114,7 +114,7 @@ def test_compare_eval_mode_end_to_end(tmp_path, monkeypatch) -> None:
 @pytest.mark.parametrize(
     ("models", "message"),
     [
-        ("models=[missing.pt]", "checkpoint not found"),
+        pytest.param("models=[missing.pt]", "checkpoint not found", marks=pytest.mark.slow),
         # the same path through the entry point; the message itself: test_models_that_cannot_be_compared
         pytest.param("models=[garbage.pt]", "neither a detector checkpoint nor an Ultralytics", marks=pytest.mark.slow),
     ],

@@ -143,30 +143,30 @@ def test_a_batch_lost_in_transfer_is_a_dead_worker_and_keeps_the_last_step(tmp_p
     """A worker killed while it hands a batch over makes the loader raise the broken connection
     itself (ConnectionResetError), not its dead-worker error: the run stops on it as on a dead
     worker, with one line and last.pt at the step before. (The error is raised here by the sample
-    the 4th batch of epoch 2 needs, in the main process, so it comes out of the loader as a lost
+    the 4th batch of epoch 1 needs, in the main process, so it comes out of the loader as a lost
     batch does.) The same error raised outside the loader is not a loader fault: it passes as it is."""
     from detector.train.faults import batch_lost_in_transfer, loader_worker_failure
 
-    doomed = int(epoch_order(8, 0, 1)[6])  # the 7th sample of epoch 2: in its 4th batch of 2
+    doomed = int(epoch_order(8, 0, 0)[6])  # the 7th sample of epoch 1: in its 4th batch of 2
     getitem = DetectionDataset.__getitem__
 
     def reset(self: DetectionDataset, i: int):
-        if self.epoch == 1 and i == doomed:
+        if self.epoch == 0 and i == doomed:
             raise ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))
         return getitem(self, i)
 
     monkeypatch.setattr(DetectionDataset, "__getitem__", reset)
     with pytest.raises(TrainingStopped) as stopped:
-        run_task("train.py", *tiny_run, *QUICK, "train.epochs=2", "train.workers=0")
+        run_task("train.py", *tiny_run, *QUICK, "train.epochs=1", "train.workers=0")
     monkeypatch.undo()
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
     assert str(stopped.value) == (
         "a data-loader worker died handing over a batch (ConnectionResetError: [Errno 104] Connection reset by peer) "
-        "in epoch 2 after batch 3: the out-of-memory killer or a crash in the worker (see any message above) ends "
+        "in epoch 1 after batch 3: the out-of-memory killer or a crash in the worker (see any message above) ends "
         "it this way; fewer train.workers (now 0) or a smaller train.batch (now 2) need less. "
-        f"{last} holds the last completed optimizer step (epoch 2, batch 3). Resume with: python train.py resume={last}"
+        f"{last} holds the last completed optimizer step (epoch 1, batch 3). Resume with: python train.py resume={last}"
     )
-    assert (training_state(last)["epoch"], training_state(last)["iteration"]) == (1, 3)
+    assert (training_state(last)["epoch"], training_state(last)["iteration"]) == (0, 3)
 
     try:
         raise ConnectionResetError(errno.ECONNRESET, os.strerror(errno.ECONNRESET))

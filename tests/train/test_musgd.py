@@ -335,6 +335,7 @@ def test_a_muon_group_refuses_vectors() -> None:
 # --------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow  # two runs; exact resume of SGD stays in the default suite
 def test_training_with_musgd_resumes_exactly(tmp_path, tiny_run) -> None:
     overrides = [o for o in tiny_run if not o.startswith("schedule.warmup_epochs")]
     run_task("train.py", *overrides, "optim=musgd", "schedule.warmup_epochs=1", "train.epochs=2", "train.save_period=1")

@@ -75,6 +75,7 @@ def test_run_directory_holds_everything(tmp_path, tiny_run) -> None:
     assert checkpoint["epoch"] == 2
 
 
+@pytest.mark.slow  # a subprocess run of two epochs
 def test_a_training_log_file_reads_well(tmp_path, tiny_run) -> None:
     """``python train.py > train.log 2>&1``: one progress line per epoch and the final table row by row,
     nothing wrapped at 80 columns."""
@@ -186,6 +187,7 @@ def test_sigkill_never_leaves_a_broken_last_checkpoint(tmp_path, tiny_run) -> No
         last.unlink()
 
 
+@pytest.mark.slow  # a subprocess run; tests/train/test_loggers.py's offline W&B test stays in the default suite
 def test_wandb_offline_leaves_a_syncable_run(tmp_path, tiny_run) -> None:
     env = {
         "WANDB_SILENT": "true",
