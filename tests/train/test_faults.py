@@ -161,8 +161,8 @@ def test_a_batch_lost_in_transfer_is_a_dead_worker_and_keeps_the_last_step(tmp_p
     monkeypatch.undo()
     last = tmp_path / "runs" / "train" / "exp" / "weights" / "last.pt"
     assert str(stopped.value) == (
-        "a data-loader worker died handing over a batch (ConnectionResetError: [Errno 104] Connection reset by peer) "
-        "in epoch 1 after batch 3: the out-of-memory killer or a crash in the worker (see any message above) ends "
+        "a data-loader worker died handing over a batch (ConnectionResetError: "
+        f"[Errno {errno.ECONNRESET}] {os.strerror(errno.ECONNRESET)}) in epoch 1 after batch 3: the out-of-memory killer or a crash in the worker (see any message above) ends "
         "it this way; fewer train.workers (now 0) or a smaller train.batch (now 2) need less. "
         f"{last} holds the last completed optimizer step (epoch 1, batch 3). Resume with: python train.py resume={last}"
     )
