@@ -26,6 +26,7 @@ from torch import Tensor
 
 from detector.errors import ConfigError
 from detector.export.onnx import export_onnx
+from detector.export.signal_stack import kept_signal_stack
 from detector.models.detector import Detector
 
 RT_INFO = "detector"  # the IR's rt_info section our metadata lives in
@@ -197,8 +198,10 @@ class OpenVinoModel:
         self.throughput = throughput
         hint = "THROUGHPUT" if throughput else "LATENCY"
         precision = "bf16" if bf16 else "f32"
-        self._compile = lambda hint: core.compile_model(
-            model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
+        self._compile = kept_signal_stack()(  # the plugin loads with the first compile: see signal_stack.py
+            lambda hint: core.compile_model(
+                model, "CPU", {"PERFORMANCE_HINT": hint, "INFERENCE_PRECISION_HINT": precision}
+            )
         )
         self._queue_of = ov.AsyncInferQueue
         self.compiled = self._compile(hint)

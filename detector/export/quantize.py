@@ -27,6 +27,7 @@ import numpy as np
 from detector.data.build import val_dataset
 from detector.data.index import SplitIndex
 from detector.export.openvino import export_metadata, require, save_ir, set_metadata, to_openvino
+from detector.export.signal_stack import kept_signal_stack
 from detector.models.detector import Detector
 
 KEEP_FLOAT = ("none", "decode", "head")
@@ -58,6 +59,7 @@ def is_last_head_conv(name: str) -> bool:
     return len(parts) > 4 and parts[2] == "head" and parts[4].endswith(".2") and parts[4].count(".") == 2
 
 
+@kept_signal_stack()  # NNCF compiles models on OpenVINO's CPU plugin: see signal_stack.py
 def quantize_int8(
     ov_model: Any,
     calibration: Sequence[np.ndarray],
@@ -184,6 +186,7 @@ def export_int8(
     return save_ir(quantized, path)
 
 
+@kept_signal_stack()
 def split_map(ov_model: Any, metric: ValidationMetric) -> float:
     """mAP50-95 of ``ov_model`` on ``metric``'s split, compiled as NNCF and our evaluator compile it
     (float parts in float32, not the bf16 a CPU with AMX would otherwise choose)."""

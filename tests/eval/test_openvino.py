@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -435,3 +436,33 @@ def test_int8_keeps_map_within_one_point_of_float32(tmp_path, monkeypatch, model
     assert abs(scores["fp32"] - scores["pt"]) <= 1e-3, scores
     assert scores["int8_ac"] >= scores["fp32"] - 0.01, scores
     assert abs(scores["int8"] - scores["fp32"]) <= 0.03, scores
+
+
+SIGNAL_AFTER_TWO_MODELS = """
+import gc, os, signal, sys
+import torch
+from detector.export.openvino import OpenVinoModel
+from detector.export.signal_stack import signal_stack
+
+before = signal_stack()
+first, second = OpenVinoModel(sys.argv[1]), OpenVinoModel(sys.argv[1])
+first(torch.rand(1, 3, 64, 64)), second(torch.rand(1, 3, 64, 64))
+del first; gc.collect()  # dropped in the order they were made
+del second; gc.collect()
+print("same stack", signal_stack() == before, flush=True)
+signal.signal(signal.SIGUSR1, lambda s, f: print("handled", flush=True))
+os.kill(os.getpid(), signal.SIGUSR1)
+print("alive", flush=True)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenVINO's CPU plugin swaps signal stacks on Linux")
+def test_two_models_dropped_in_order_leave_a_signal_stack_that_works(tmp_path) -> None:
+    """OpenVINO's CPU plugin gives each Core its own alternate signal stack and, destroyed first made
+    first gone, leaves the thread on an unmapped one: the next Python signal handler killed the
+    process with SIGSEGV (exit -11 before ``kept_signal_stack``). Now the thread keeps the stack it
+    had (faulthandler's here) and the handler runs."""
+    xml = export_openvino(reference(**{"scale.width": 0.0625}), tmp_path / "m.xml", 64, NAMES)
+    result = run_script("-X", "faulthandler", "-c", SIGNAL_AFTER_TWO_MODELS, str(xml), cwd=tmp_path)
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])
+    assert result.stdout.split() == ["same", "stack", "True", "handled", "alive"]

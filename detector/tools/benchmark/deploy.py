@@ -35,6 +35,7 @@ from detector.eval.postprocess import PostProcess
 from detector.export.onnx import export_onnx
 from detector.export.openvino import export_openvino, require
 from detector.export.quantize import calibration_sample, export_int8
+from detector.export.signal_stack import kept_signal_stack
 from detector.interop import ultralytics as ul
 from detector.predict import load
 from detector.tools.benchmark.figure import Figure
@@ -217,6 +218,7 @@ def split_scores(index: SplitIndex, detections: Sequence[Detections]) -> dict[st
     return {"mAP50-95": metrics["mAP50-95"], "mAP50": metrics["mAP50"]}
 
 
+@kept_signal_stack()  # both sides load OpenVINO's CPU plugin, Ultralytics' into two Cores at once: see signal_stack.py
 def measure(
     runtime: DeployRuntime,
     c: BenchDeployConfig,
