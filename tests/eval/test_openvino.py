@@ -457,6 +457,38 @@ print("alive", flush=True)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenVINO's CPU plugin swaps signal stacks on Linux")
+def test_two_models_dropped_in_order_keep_the_threads_signal_stack(tmp_path) -> None:
+    """In this process: two IRs loaded and dropped first-made-first leave the thread on the alternate
+    signal stack it had (pytest's faulthandler's), not on the first Core's unmapped one; a signal with
+    a Python handler then runs it. (The stack is put back whatever happens, so a failure here does
+    not crash the rest of the suite; the slow test below shows the crash in a process of its own.)"""
+    import gc
+    import os
+    import signal
+
+    from detector.export.signal_stack import set_signal_stack, signal_stack
+
+    xml = export_openvino(reference(**{"scale.width": 0.0625}), tmp_path / "m.xml", 64, NAMES)
+    before = signal_stack()
+    handled = []
+    previous = signal.signal(signal.SIGUSR1, lambda s, f: handled.append(s))
+    try:
+        first, second = OpenVinoModel(xml), OpenVinoModel(xml)
+        first(torch.rand(1, 3, 64, 64)), second(torch.rand(1, 3, 64, 64))
+        del first
+        gc.collect()
+        del second
+        gc.collect()
+        assert signal_stack() == before
+        os.kill(os.getpid(), signal.SIGUSR1)
+        assert handled == [signal.SIGUSR1]
+    finally:
+        set_signal_stack(before)
+        signal.signal(signal.SIGUSR1, previous)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="OpenVINO's CPU plugin swaps signal stacks on Linux")
 def test_two_models_dropped_in_order_leave_a_signal_stack_that_works(tmp_path) -> None:
     """OpenVINO's CPU plugin gives each Core its own alternate signal stack and, destroyed first made
     first gone, leaves the thread on an unmapped one: the next Python signal handler killed the
