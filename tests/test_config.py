@@ -156,6 +156,7 @@ def test_cfg_job_prints_the_composed_config(tmp_path) -> None:
     assert printed.train.epochs == 7 and printed.model.head.num_classes == printed.data.num_classes == 6
 
 
+@pytest.mark.slow  # 10 s; tests/test_runs.py checks the numbering itself in the default run
 def test_train_writes_into_numbered_run_dirs(tmp_path, tiny_data, monkeypatch) -> None:
     shapes = tiny_data
     args = (

@@ -56,6 +56,7 @@ def write_ours(path, names=SHAPE_NAMES) -> torch.nn.Module:
     return model
 
 
+@pytest.mark.slow  # 11 s; the default run compares an IR beside its .pt (tests/eval/test_openvino.py) and checks class matching and bad input here
 def test_compare_eval_mode_end_to_end(tmp_path, monkeypatch) -> None:
     from detector.interop.ultralytics import ultralytics_model
     from detector.interop.ultralytics_weights import read, to_detector
