@@ -59,7 +59,6 @@ def is_last_head_conv(name: str) -> bool:
     return len(parts) > 4 and parts[2] == "head" and parts[4].endswith(".2") and parts[4].count(".") == 2
 
 
-@kept_signal_stack()  # NNCF compiles models on OpenVINO's CPU plugin: see signal_stack.py
 def quantize_int8(
     ov_model: Any,
     calibration: Sequence[np.ndarray],
@@ -147,6 +146,7 @@ class Int8Settings:
     control_split: str = "val"  # where control's images came from, for the metadata
 
 
+@kept_signal_stack()  # NNCF and the scoring below compile on OpenVINO's CPU plugin: see signal_stack.py
 def export_int8(
     model: Detector,
     path: Path,
@@ -186,7 +186,6 @@ def export_int8(
     return save_ir(quantized, path)
 
 
-@kept_signal_stack()
 def split_map(ov_model: Any, metric: ValidationMetric) -> float:
     """mAP50-95 of ``ov_model`` on ``metric``'s split, compiled as NNCF and our evaluator compile it
     (float parts in float32, not the bf16 a CPU with AMX would otherwise choose)."""

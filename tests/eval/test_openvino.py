@@ -474,7 +474,8 @@ def test_two_models_dropped_in_order_keep_the_threads_signal_stack(tmp_path) -> 
     previous = signal.signal(signal.SIGUSR1, lambda s, f: handled.append(s))
     try:
         first, second = OpenVinoModel(xml), OpenVinoModel(xml)
-        first(torch.rand(1, 3, 64, 64)), second(torch.rand(1, 3, 64, 64))
+        first(torch.rand(1, 3, 64, 64))
+        second(torch.rand(1, 3, 64, 64))
         del first
         gc.collect()
         del second
