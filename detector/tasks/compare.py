@@ -167,7 +167,8 @@ def head_to_head(
     if contenders:
         models += compare_models(contenders, index, data_yaml, settings, post, device, run_dir, {}, console.print)
     title = f"Same-recipe head-to-head over {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
-    notes = recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device), seeds)
+    threads = max(r.trained[side].run.threads for r in results for side in r.trained)
+    notes = recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device), seeds, threads)
     shared = shared_settings(models, settings, post, source, index, device, data_yaml, command_line.overrides)
     shared["seeds"] = ", ".join(map(str, seeds))
     shared["trained seeds"] = f"{cache} (reuse={str(settings.reuse).lower()})"
@@ -226,6 +227,7 @@ def training_sides(
     versions = {"torch": torch.__version__, "albumentations": _version("albumentations")}
     code = source_digest(Path(detector.__file__).parent, CONFIG_DIR)
     ours_inputs = our_key_inputs(plain, code, versions, str(device))
+    ours_inputs["threads"] = ul.cpu_threads()  # what train_ours gives torch (the trajectory depends on it)
     if swapped:
         ours_inputs["loader"] = {"ultralytics": ul.version(), "augment": ul.TRAIN_AUGMENT}
     their_versions = {"ultralytics": ul.version(), "torch": torch.__version__}

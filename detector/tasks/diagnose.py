@@ -30,6 +30,7 @@ from detector.tools.compare.headtohead import (
     check_recipe_model,
     our_overrides,
     recipe_notes,
+    training_threads,
     ultralytics_amp,
     ultralytics_train_args,
 )
@@ -144,7 +145,8 @@ def train_both(
     run_dir: Path,
     console: Console,
 ) -> tuple[TrainingProbe, dict[str, list[dict[str, float]]]]:
-    """Train ours, then Ultralytics', under one probe; their per-epoch rows."""
+    """Train ours, then Ultralytics', under one probe, on the same torch thread count
+    (:func:`training_threads`); their per-epoch rows."""
     from detector.tasks.train import run as train
 
     args = ultralytics_train_args(
@@ -158,7 +160,10 @@ def train_both(
     )
     with TrainingProbe() as probe:
         probe.side = "ours"
-        console.print(f"[bold]training ours[/bold] under the probe -> {run_dir / 'train' / 'ours'}")
+        threads = training_threads()
+        console.print(
+            f"[bold]training ours[/bold] under the probe ({threads} torch threads) -> {run_dir / 'train' / 'ours'}"
+        )
         ours = Path(train(train_cfg))
         probe.side = "ultralytics"
         console.print(f"[bold]training Ultralytics'[/bold] under the probe -> {run_dir / 'train' / 'ultralytics'}")

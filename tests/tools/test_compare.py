@@ -214,6 +214,9 @@ def test_compare_train_mode_head_to_head(tmp_path) -> None:
         assert row["epochs"] == "1" and row["train_images"] == "8" and row["ultralytics_mAP50-95"] != ""
         assert (row["latency_ms"] != "") == (row["seed"] == "0")  # latency at the first seed only
     assert {r["side"]: r["workers"] for r in table} == {"ours": "2", "ultralytics": "0"}  # theirs: 0 on a CPU
+    from ultralytics.utils import NUM_THREADS  # their trainer's CPU thread count; ours is given the same
+
+    assert {r["side"]: r["threads"] for r in table} == {"ours": str(NUM_THREADS), "ultralytics": str(NUM_THREADS)}
     assert table[0]["params"] == table[1]["params"]  # the same architecture
     for seed in ("0", "1"):
         for side in ("ours", "ultralytics"):

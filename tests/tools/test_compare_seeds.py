@@ -177,7 +177,7 @@ def fake_training(checkpoint: Path, calls: list[int]):
         run_dir = folder / "train" / "ours"
         (run_dir / "weights").mkdir(parents=True)
         shutil.copy(checkpoint, run_dir / "weights" / "best.pt")
-        return TrainedRun(run_dir / "weights" / "best.pt", run_dir, 2, 16, 1.5, 3.0, 2, [(1, 0.1), (2, 0.2)])
+        return TrainedRun(run_dir / "weights" / "best.pt", run_dir, 2, 16, 1.5, 3.0, 2, 1, [(1, 0.1), (2, 0.2)])
 
     return train
 
@@ -205,7 +205,7 @@ def test_finished_seeds_are_reused_and_partial_ones_retrained(tmp_path, checkpoi
     mtime = (first.folder / TRAINED_JSON).stat().st_mtime_ns
     again = trained_seed(side, 0, cache, reuse=True, log=lambda m: None)
     assert calls == [0] and again.reused and (first.folder / TRAINED_JSON).stat().st_mtime_ns == mtime
-    assert again.run.curve == [(1, 0.1), (2, 0.2)] and again.run.workers == 2
+    assert again.run.curve == [(1, 0.1), (2, 0.2)] and again.run.workers == 2 and again.run.threads == 1
     assert again.run.weights == first.folder / "train" / "ours" / "weights" / "best.pt"
     assert again.run.images_per_s == pytest.approx(16 / 1.5)
 
@@ -224,6 +224,38 @@ def test_finished_seeds_are_reused_and_partial_ones_retrained(tmp_path, checkpoi
     assert read_trained(partial, "other", 1) is None and read_trained(partial, "abc123", 2) is None
     (partial / TRAINED_JSON).write_text("{not json")
     assert read_trained(partial, "abc123", 1) is None
+
+
+def test_ours_trains_on_the_thread_count_ultralytics_sets_for_itself(tmp_path, checkpoint) -> None:
+    """Whatever the process had (importing Ultralytics alone changes it), our side trains on the CPU
+    thread count their trainer sets for itself, and the run records it."""
+    import torch
+    from ultralytics.utils import NUM_THREADS
+
+    from detector.checkpoint import write_checkpoint
+    from detector.tools.compare.headtohead import train_ours
+
+    seen: list[int] = []
+
+    def train() -> Path:
+        seen.append(torch.get_num_threads())
+        (tmp_path / "weights").mkdir()
+        write_checkpoint(
+            tmp_path / "weights" / "last.pt",
+            {"format": "detector", "train": {"state": {"epoch": 1, "stale_epochs": 0}}},
+        )
+        shutil.copy(checkpoint, tmp_path / "weights" / "best.pt")
+        (tmp_path / "metrics.csv").write_text("epoch,epoch_time_s,images_per_s,mAP50-95\n0,2.0,8.0,0.1\n")
+        return tmp_path
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(NUM_THREADS + 1)
+    try:
+        run = train_ours(train, epochs=1, workers=0, patience=100)
+    finally:
+        torch.set_num_threads(before)
+    assert seen == [NUM_THREADS] and run.threads == NUM_THREADS
+    assert run.train_images == 16 and run.curve == [(1, 0.1)]
 
 
 def test_an_interrupted_run_of_ours_is_not_finished(tmp_path) -> None:
@@ -257,7 +289,10 @@ def test_reports_of_made_up_seeds(tmp_path) -> None:
     def seed(n: int, ours: float, theirs: float, reused: bool) -> SeedResult:
         trained, rows = {}, {}
         for side, value in (("ours", ours), ("ultralytics", theirs)):
-            run = TrainedRun(Path(f"{side}{n}.pt"), Path("."), 2, 100, 10.0, 20.0, 0, [(1, value / 2), (2, value)])
+            threads = 0 if reused else 3  # a seed cached before threads were recorded has none
+            run = TrainedRun(
+                Path(f"{side}{n}.pt"), Path("."), 2, 100, 10.0, 20.0, 0, threads, [(1, value / 2), (2, value)]
+            )
             trained[side] = TrainedSeed(side, n, run, tmp_path / side, reused)
             rows[side] = {"model": f"{side}{n}.pt", "kind": side, "mAP50-95": value, "mAP50": value + 0.1}
         return SeedResult(n, trained, rows)
@@ -269,6 +304,7 @@ def test_reports_of_made_up_seeds(tmp_path) -> None:
     assert f"+0.0000 [{-T_975_DF2 * 0.01:+.4f}, {T_975_DF2 * 0.01:+.4f}]" in text
     assert "0.4000 ± 0.0200" in text and "0.4000 ± 0.0100" in text
     assert summary_cells(results)[-2] == ["seeds reused", "0", "0", "", ""]
+    assert summary_cells(results)[-3] == ["torch CPU threads", "?, 3", "?, 3", "", ""]
 
     write_csv(tmp_path / "compare.csv", results)
     with open(tmp_path / "compare.csv", newline="") as f:

@@ -48,6 +48,7 @@ class TrainedRun:
     train_time_s: float  # time inside the training epochs (validation and setup excluded)
     wall_time_s: float  # the whole call: setup, epochs, per-epoch validation, final evaluation
     workers: int = 0  # loader workers the trainer used
+    threads: int = 0  # torch CPU threads while it trained (0: not recorded)
     curve: list[tuple[int, float]] = field(default_factory=list)  # (epoch from 1, validation mAP50-95)
 
     @property
@@ -92,11 +93,22 @@ def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project
     ]
 
 
+def training_threads() -> int:
+    """Give torch the CPU thread count Ultralytics' trainer sets for itself (``cpu_count - 1``, 1 to 8),
+    so both sides train on as many threads whatever ran before (importing Ultralytics alone changes
+    the count); returns it."""
+    threads = ul.cpu_threads()
+    torch.set_num_threads(threads)
+    return threads
+
+
 def train_ours(train: Callable[[], str | Path], epochs: int, workers: int, patience: int) -> TrainedRun:
-    """Train with our loop (``train()`` runs ``train.py``'s task and returns its run directory);
-    images/s and the validation curve from the run's ``metrics.csv`` (training time of each epoch,
-    our evaluator's mAP50-95 after it). A run that Ctrl-C or SIGTERM stopped early (our loop then
-    returns normally) is a :class:`ConfigError`: it must not count as trained."""
+    """Train with our loop (``train()`` runs ``train.py``'s task and returns its run directory) on
+    :func:`training_threads`; images/s and the validation curve from the run's ``metrics.csv``
+    (training time of each epoch, our evaluator's mAP50-95 after it). A run that Ctrl-C or SIGTERM
+    stopped early (our loop then returns normally) is a :class:`ConfigError`: it must not count as
+    trained."""
+    threads = training_threads()
     start = clock()
     run_dir = Path(train())
     wall = clock() - start
@@ -117,7 +129,7 @@ def train_ours(train: Callable[[], str | Path], epochs: int, workers: int, patie
     weights = run_dir / "weights" / "best.pt"
     if not weights.is_file():
         raise ConfigError(f"our training in {run_dir} wrote no weights/best.pt")
-    return TrainedRun(weights, run_dir, epochs, round(images), seconds, wall, workers, curve)
+    return TrainedRun(weights, run_dir, epochs, round(images), seconds, wall, workers, threads, curve)
 
 
 def their_batches(recipe: Recipe, data_yaml: Path, imgsz: int, seed: int) -> Callable[[], Any]:
@@ -213,20 +225,27 @@ def ultralytics_train_args(
 def train_ultralytics(model_yaml: str, args: dict[str, Any]) -> TrainedRun:
     """``YOLO(model_yaml).train(**args)`` (a YAML name such as ``yolov8n.yaml``: built offline, random
     weights), timing each training epoch from their epoch callbacks; the validation curve from their
-    ``results.csv`` (their validator's mAP50-95 after each epoch)."""
+    ``results.csv`` (their validator's mAP50-95 after each epoch); the torch thread count as their
+    trainer set it (read at the start of each epoch)."""
     epochs: list[tuple[int, float]] = []
     started: list[float] = []
+    threads: set[int] = set()
+
+    def epoch_start() -> None:
+        threads.add(torch.get_num_threads())
+        started.append(clock())
+
     start = clock()
-    save_dir, workers = ul.train(
-        model_yaml, args, lambda: started.append(clock()), lambda n: epochs.append((n, clock() - started[-1]))
-    )
+    save_dir, workers = ul.train(model_yaml, args, epoch_start, lambda n: epochs.append((n, clock() - started[-1])))
     wall = clock() - start
     run_dir = _relative(save_dir)
     weights = run_dir / "weights" / "best.pt"
     if not weights.is_file():
         raise ConfigError(f"Ultralytics' training in {run_dir} wrote no weights/best.pt")
     images, seconds = sum(n for n, _ in epochs), sum(s for _, s in epochs)
-    return TrainedRun(weights, run_dir, len(epochs), images, seconds, wall, workers, their_curve(run_dir))
+    return TrainedRun(
+        weights, run_dir, len(epochs), images, seconds, wall, workers, max(threads, default=0), their_curve(run_dir)
+    )
 
 
 def their_curve(run_dir: Path) -> list[tuple[int, float]]:
@@ -245,10 +264,11 @@ def their_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def recipe_notes(
-    recipe: Recipe, device: torch.device, workers: int, amp: bool | str, seeds: Sequence[int] = ()
+    recipe: Recipe, device: torch.device, workers: int, amp: bool | str, seeds: Sequence[int] = (), threads: int = 0
 ) -> list[str]:
     """What the two runs share, and what differs by design of the two trainers (``seeds``: every seed
-    both trained at; default ``recipe.seed``)."""
+    both trained at, default ``recipe.seed``; ``threads``: the torch CPU threads both trained on, 0
+    leaves them unsaid)."""
     seed = f"seed {recipe.seed}" if len(seeds) < 2 else f"seeds {', '.join(map(str, seeds))} (both sides at each)"
     swap = (
         [
@@ -273,11 +293,20 @@ def recipe_notes(
         f"AMP {({'bf16': 'bf16', True: 'fp16'}).get(amp, 'off')} on {device.type}, best.pt chosen by validation mAP50-95{_branch_note(recipe)}, patience {recipe.patience}.",
         "Not matched: initial weights (each library draws its own from the seed); random streams of augmentation "
         "and shuffling; the augmentation implementations (albumentations for ours, Ultralytics' own for theirs); "
+        "where a mosaic's three partner images come from (ours: the sample's own batch, or with "
+        "augment.mosaic_window=N the N samples before it; theirs: a buffer of the last min(8 x batch, 1000) "
+        "images it loaded); "
         "ours also steps at the end of every epoch with what is accumulated (Ultralytics carries it into the "
         "next epoch); the validation that picks best.pt "
         "(ours: our COCO evaluator, square letterbox; theirs: their validator with rectangular batches).",
         "Loader workers: both are given the same number; on a CPU Ultralytics' trainer replaces it by 0 (its own "
-        "rule: it loads in the training process), ours uses the workers.",
+        "rule: it loads in the training process), ours uses the workers."
+        + (
+            f" Torch CPU threads: {threads} for both, the count Ultralytics' trainer sets for itself (cpu_count - 1, "
+            "1 to 8; ours is given the same)."
+            if threads
+            else ""
+        ),
         "train images/s: images through the optimizer over the time inside the training epochs (validation, "
         "setup and checkpoints excluded); wall time: the whole training call, including per-epoch validation "
         "and each trainer's final evaluation (ours also draws its plots). Ours trains first, in the same process: "

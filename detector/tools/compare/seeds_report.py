@@ -128,8 +128,8 @@ SUMMARY = ["", "ours", "Ultralytics", "ratio ours / Ultralytics", "difference ou
 
 def summary_cells(results: Sequence[SeedResult]) -> list[list[str]]:
     """The summary table's cells (columns :data:`SUMMARY`): mean +- sd per side, the mean paired
-    ratio and difference with their t-intervals, the throughput and time ratios, the workers used,
-    the reused seeds."""
+    ratio and difference with their t-intervals, the throughput and time ratios, the workers and
+    torch threads used ('?': a seed cached before threads were recorded), the reused seeds."""
     lines = []
     for s in summaries(results):
         d = _digits(s.metric)
@@ -149,6 +149,8 @@ def summary_cells(results: Sequence[SeedResult]) -> list[list[str]]:
         lines.append([name, *sides, ratio, difference])
     workers = [sorted({r.trained[side].run.workers for r in results}) for side in SIDES]
     lines.append(["loader workers used", *(", ".join(map(str, w)) for w in workers), "", ""])
+    threads = [sorted({r.trained[side].run.threads for r in results}) for side in SIDES]
+    lines.append(["torch CPU threads", *(", ".join(str(t or "?") for t in ts) for ts in threads), "", ""])
     reused = [[r.seed for r in results if r.trained[side].reused] for side in SIDES]
     lines.append(["seeds reused", *(", ".join(map(str, s)) or "none" for s in reused), "", ""])
     lines.append(["seeds", ", ".join(str(r.seed) for r in results), "", f"n = {len(results)}", ""])
@@ -199,7 +201,7 @@ def write_markdown(
 
 
 CSV_COLUMNS = ["mAP50-95", "mAP50", "ultralytics_mAP50-95", "ultralytics_mAP50", "params", "gflops", "latency_ms"]
-RUN_COLUMNS = ["epochs", "train_images", "train_time_s", "images_per_s", "wall_time_s", "workers"]
+RUN_COLUMNS = ["epochs", "train_images", "train_time_s", "images_per_s", "wall_time_s", "workers", "threads"]
 
 
 def write_csv(path: Path, results: Sequence[SeedResult]) -> Path:
