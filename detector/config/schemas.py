@@ -626,6 +626,9 @@ class CompareRecipeConfig:
     seed: int = 0
     deterministic: bool = False
     workers: int = 2  # loader workers given to both (on a CPU Ultralytics' trainer replaces them by 0)
+    # torch CPU threads of our trainer; 0: the process's count when the run starts (torch's default, what
+    # python train.py uses). Ultralytics' trainer always sets its own on a CPU (cpu_count - 1, 1 to 8)
+    threads: int = 0
     amp: bool = True  # each trainer's mixed precision on CUDA (bf16 where supported, else fp16); off on CPU
     patience: int = 100
     ours: list[str] = field(default_factory=list)  # extra train.py overrides for our side only

@@ -72,6 +72,7 @@ TRAINED = "trained"  # <project>/compare/trained/: the seeds every head-to-head 
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
+    threads = torch.get_num_threads()  # before anything of Ultralytics' sets its own: what train.py would use
     console = make_console()
     settings: CompareConfig = OmegaConf.to_object(cfg)
     device = select_device(settings.device)
@@ -104,7 +105,10 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
     index = load_split(source, settings.split, log=console.print)
     post = PostProcess(conf=settings.conf, iou=settings.iou, max_det=settings.max_det)
     if train_mode and data_yaml is not None:
-        head_to_head(cfg, settings, seeds, contenders, source, index, post, device, data_yaml, run_dir, command_line)
+        our_threads = settings.recipe.threads or threads
+        head_to_head(
+            cfg, settings, seeds, contenders, source, index, post, device, data_yaml, run_dir, command_line, our_threads
+        )
     else:
         rows = compare_models(contenders, index, data_yaml, settings, post, device, run_dir, {}, console.print)
         title = "Model comparison"
@@ -129,15 +133,17 @@ def head_to_head(
     data_yaml: Path,
     run_dir: Path,
     command_line: CommandLine,
+    threads: int,
 ) -> None:
-    """Train (or reuse) both sides with ``settings.recipe`` at every seed, score each seed's pair into
+    """Train (or reuse) both sides with ``settings.recipe`` at every seed (ours on ``threads`` torch
+    CPU threads, theirs on what their trainer sets), score each seed's pair into
     ``seeds/<seed>/`` (latency at the first seed only), the other ``models=[...]`` once into
     ``models/``, and write the reports."""
     console = make_console()
     recipe, model_yaml = settings.recipe, check_recipe_model(settings.recipe)
     names = list(settings.data.names)
     cache = Path(settings.project) / settings.task / TRAINED
-    sides = training_sides(cfg.data, settings, recipe, model_yaml, device, data_yaml)
+    sides = training_sides(cfg.data, settings, recipe, model_yaml, device, data_yaml, threads)
     results: list[SeedResult] = []
     models: list[dict[str, Any]] = []
     for seed in seeds:
@@ -167,8 +173,8 @@ def head_to_head(
     if contenders:
         models += compare_models(contenders, index, data_yaml, settings, post, device, run_dir, {}, console.print)
     title = f"Same-recipe head-to-head over {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
-    threads = max(r.trained[side].run.threads for r in results for side in r.trained)
-    notes = recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device), seeds, threads)
+    threads = (max(r.trained[side].run.threads for r in results) for side in ("ours", "ultralytics"))
+    notes = recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device), seeds, tuple(threads))
     shared = shared_settings(models, settings, post, source, index, device, data_yaml, command_line.overrides)
     shared["seeds"] = ", ".join(map(str, seeds))
     shared["trained seeds"] = f"{cache} (reuse={str(settings.reuse).lower()})"
@@ -189,9 +195,10 @@ def training_sides(
     model_yaml: str,
     device: torch.device,
     data_yaml: Path,
+    threads: int,
 ) -> list[Side]:
     """Our side and Ultralytics', each with its key and ``train(seed, folder)``. Ours runs
-    ``train.py``'s task on the ``train`` config of the recipe at the seed, with the compare run's
+    ``train.py``'s task on ``threads`` torch CPU threads on the ``train`` config of the recipe at the seed, with the compare run's
     ``data`` node (resolved), its run directory ``<folder>/train/ours``; theirs ``YOLO.train`` into
     ``<folder>/train/ultralytics``."""
     from detector.tasks.train import run as train
@@ -212,7 +219,11 @@ def training_sides(
         options = train_cfg.train
         batches = their_batches(recipe, data_yaml, settings.imgsz, seed) if swapped else None
         return train_ours(
-            lambda: train(train_cfg, batches=batches), int(options.epochs), int(options.workers), int(options.patience)
+            lambda: train(train_cfg, batches=batches),
+            int(options.epochs),
+            int(options.workers),
+            int(options.patience),
+            threads,
         )
 
     amp = ultralytics_amp(recipe, device)
@@ -227,7 +238,7 @@ def training_sides(
     versions = {"torch": torch.__version__, "albumentations": _version("albumentations")}
     code = source_digest(Path(detector.__file__).parent, CONFIG_DIR)
     ours_inputs = our_key_inputs(plain, code, versions, str(device))
-    ours_inputs["threads"] = ul.cpu_threads()  # what train_ours gives torch (the trajectory depends on it)
+    ours_inputs["threads"] = threads  # the trajectory depends on it
     if swapped:
         ours_inputs["loader"] = {"ultralytics": ul.version(), "augment": ul.TRAIN_AUGMENT}
     their_versions = {"ultralytics": ul.version(), "torch": torch.__version__}

@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from torch import nn
@@ -30,7 +31,6 @@ from detector.tools.compare.headtohead import (
     check_recipe_model,
     our_overrides,
     recipe_notes,
-    training_threads,
     ultralytics_amp,
     ultralytics_train_args,
 )
@@ -45,6 +45,7 @@ SOURCE_BATCHES = 16  # batches whose source images are counted (in-process loade
 
 
 def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
+    threads = torch.get_num_threads()  # before anything of Ultralytics' sets its own: what train.py would use
     console = make_console()
     settings: DiagnoseConfig = OmegaConf.to_object(cfg)
     recipe = settings.recipe
@@ -77,7 +78,10 @@ def run(cfg: DictConfig, command_line: CommandLine = CommandLine()) -> Path:
         report.initial_section(initial),
     ]
     if settings.probe:
-        probe, epochs = train_both(recipe, model_yaml, train_cfg, settings, device, data_yaml, run_dir, console)
+        our_threads = recipe.threads or threads
+        probe, epochs = train_both(
+            recipe, model_yaml, train_cfg, settings, device, data_yaml, run_dir, console, our_threads
+        )
         ema = ema_decays(train_cfg, probe)
         content.update(
             {
@@ -144,9 +148,10 @@ def train_both(
     data_yaml: Path,
     run_dir: Path,
     console: Console,
+    threads: int,
 ) -> tuple[TrainingProbe, dict[str, list[dict[str, float]]]]:
-    """Train ours, then Ultralytics', under one probe, on the same torch thread count
-    (:func:`training_threads`); their per-epoch rows."""
+    """Train ours, then Ultralytics', under one probe (ours on ``threads`` torch CPU threads, theirs
+    on what their trainer sets); their per-epoch rows."""
     from detector.tasks.train import run as train
 
     args = ultralytics_train_args(
@@ -160,7 +165,7 @@ def train_both(
     )
     with TrainingProbe() as probe:
         probe.side = "ours"
-        threads = training_threads()
+        torch.set_num_threads(threads)
         console.print(
             f"[bold]training ours[/bold] under the probe ({threads} torch threads) -> {run_dir / 'train' / 'ours'}"
         )

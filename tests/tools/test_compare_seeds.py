@@ -101,20 +101,22 @@ def test_repeated_seeds_are_refused_before_any_work(tmp_path, monkeypatch) -> No
 
 @pytest.fixture
 def sides(tmp_path, monkeypatch):
-    """``sides(root, *overrides, digest=...)``: the keys of the two training sides of a compare config
-    (nothing is trained or generated), with our source digest ``digest``."""
+    """``sides(root, *overrides, digest=..., threads=...)``: the keys of the two training sides of a
+    compare config (nothing is trained or generated), with our source digest ``digest`` and the
+    process's torch thread count ``threads``."""
     import torch
     from omegaconf import OmegaConf
 
     import detector.tasks.compare as task
     from detector.config import compose
 
-    def keys(root: Path, *overrides: str, digest: str = "code-a") -> dict[str, str]:
+    def keys(root: Path, *overrides: str, digest: str = "code-a", threads: int = 2) -> dict[str, str]:
         monkeypatch.setattr(task, "source_digest", lambda *a: digest)
         cfg = compose("compare", ["mode=train", "device=cpu", f"data.root={root}", *overrides])
         settings = OmegaConf.to_object(cfg)
+        ours = settings.recipe.threads or threads
         found = task.training_sides(
-            cfg.data, settings, settings.recipe, "yolov8n.yaml", torch.device("cpu"), tmp_path / "d.yaml"
+            cfg.data, settings, settings.recipe, "yolov8n.yaml", torch.device("cpu"), tmp_path / "d.yaml", ours
         )
         return {s.name: s.key for s in found}
 
@@ -134,6 +136,10 @@ def test_cache_keys(tmp_path, sides) -> None:
     assert code["ours"] != base["ours"] and code["ultralytics"] == base["ultralytics"]
     only_ours = sides(root, "recipe.ours=['train.clip=5.0']")
     assert only_ours["ours"] != base["ours"] and only_ours["ultralytics"] == base["ultralytics"]
+    # our torch thread count changes our trajectory (theirs is their trainer's own)
+    for threads in (sides(root, threads=1), sides(root, "recipe.threads=1")):
+        assert threads["ours"] != base["ours"] and threads["ultralytics"] == base["ultralytics"]
+    assert sides(root, "recipe.threads=2", threads=1) == base
     # the seed is the folder, not the key
     assert seed_dir(tmp_path, "ours", base["ours"], 0) != seed_dir(tmp_path, "ours", base["ours"], 1)
 
@@ -226,11 +232,10 @@ def test_finished_seeds_are_reused_and_partial_ones_retrained(tmp_path, checkpoi
     assert read_trained(partial, "abc123", 1) is None
 
 
-def test_ours_trains_on_the_thread_count_ultralytics_sets_for_itself(tmp_path, checkpoint) -> None:
-    """Whatever the process had (importing Ultralytics alone changes it), our side trains on the CPU
-    thread count their trainer sets for itself, and the run records it."""
+def test_ours_trains_on_the_thread_count_it_is_given(tmp_path, checkpoint) -> None:
+    """Whatever count the process has (Ultralytics' device selection sets its own), our side trains
+    on the count it is given, and the run records it."""
     import torch
-    from ultralytics.utils import NUM_THREADS
 
     from detector.checkpoint import write_checkpoint
     from detector.tools.compare.headtohead import train_ours
@@ -249,12 +254,12 @@ def test_ours_trains_on_the_thread_count_ultralytics_sets_for_itself(tmp_path, c
         return tmp_path
 
     before = torch.get_num_threads()
-    torch.set_num_threads(NUM_THREADS + 1)
+    torch.set_num_threads(1)  # as Ultralytics' trainer leaves it on a 2-core machine
     try:
-        run = train_ours(train, epochs=1, workers=0, patience=100)
+        run = train_ours(train, epochs=1, workers=0, patience=100, threads=3)
     finally:
         torch.set_num_threads(before)
-    assert seen == [NUM_THREADS] and run.threads == NUM_THREADS
+    assert seen == [3] and run.threads == 3
     assert run.train_images == 16 and run.curve == [(1, 0.1)]
 
 

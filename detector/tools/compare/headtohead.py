@@ -93,22 +93,14 @@ def our_overrides(recipe: Recipe, imgsz: int, device: str, workers: int, project
     ]
 
 
-def training_threads() -> int:
-    """Give torch the CPU thread count Ultralytics' trainer sets for itself (``cpu_count - 1``, 1 to 8),
-    so both sides train on as many threads whatever ran before (importing Ultralytics alone changes
-    the count); returns it."""
-    threads = ul.cpu_threads()
-    torch.set_num_threads(threads)
-    return threads
-
-
-def train_ours(train: Callable[[], str | Path], epochs: int, workers: int, patience: int) -> TrainedRun:
+def train_ours(train: Callable[[], str | Path], epochs: int, workers: int, patience: int, threads: int) -> TrainedRun:
     """Train with our loop (``train()`` runs ``train.py``'s task and returns its run directory) on
-    :func:`training_threads`; images/s and the validation curve from the run's ``metrics.csv``
-    (training time of each epoch, our evaluator's mAP50-95 after it). A run that Ctrl-C or SIGTERM
-    stopped early (our loop then returns normally) is a :class:`ConfigError`: it must not count as
-    trained."""
-    threads = training_threads()
+    ``threads`` torch CPU threads (set before it: Ultralytics' device selection, in their trainer
+    and validator, sets the process's count to theirs); images/s and the validation curve from the
+    run's ``metrics.csv`` (training time of each epoch, our evaluator's mAP50-95 after it). A run that
+    Ctrl-C or SIGTERM stopped early (our loop then returns normally) is a :class:`ConfigError`: it
+    must not count as trained."""
+    torch.set_num_threads(threads)
     start = clock()
     run_dir = Path(train())
     wall = clock() - start
@@ -264,12 +256,18 @@ def their_curve(run_dir: Path) -> list[tuple[int, float]]:
 
 
 def recipe_notes(
-    recipe: Recipe, device: torch.device, workers: int, amp: bool | str, seeds: Sequence[int] = (), threads: int = 0
+    recipe: Recipe,
+    device: torch.device,
+    workers: int,
+    amp: bool | str,
+    seeds: Sequence[int] = (),
+    threads: tuple[int, int] = (0, 0),
 ) -> list[str]:
     """What the two runs share, and what differs by design of the two trainers (``seeds``: every seed
-    both trained at, default ``recipe.seed``; ``threads``: the torch CPU threads both trained on, 0
-    leaves them unsaid)."""
+    both trained at, default ``recipe.seed``; ``threads``: the torch CPU threads ours and theirs
+    trained on, 0 for a count not recorded)."""
     seed = f"seed {recipe.seed}" if len(seeds) < 2 else f"seeds {', '.join(map(str, seeds))} (both sides at each)"
+    ours_threads = "recipe.threads" if recipe.threads else "the count the run started with, what python train.py uses"
     swap = (
         [
             "Loader swap (recipe.our_loader=ultralytics): our trainer trained on Ultralytics' training loader and "
@@ -301,12 +299,8 @@ def recipe_notes(
         "(ours: our COCO evaluator, square letterbox; theirs: their validator with rectangular batches).",
         "Loader workers: both are given the same number; on a CPU Ultralytics' trainer replaces it by 0 (its own "
         "rule: it loads in the training process), ours uses the workers."
-        + (
-            f" Torch CPU threads: {threads} for both, the count Ultralytics' trainer sets for itself (cpu_count - 1, "
-            "1 to 8; ours is given the same)."
-            if threads
-            else ""
-        ),
+        + f" Torch CPU threads: ours {threads[0] or '?'} ({ours_threads}), Ultralytics {threads[1] or '?'} (its "
+        "trainer sets cpu_count - 1, 1 to 8, on a CPU).",
         "train images/s: images through the optimizer over the time inside the training epochs (validation, "
         "setup and checkpoints excluded); wall time: the whole training call, including per-epoch validation "
         "and each trainer's final evaluation (ours also draws its plots). Ours trains first, in the same process: "
