@@ -191,6 +191,10 @@ def test_compare_train_mode_head_to_head(tmp_path) -> None:
         "recipe.close_mosaic=0",
     ]
     args[args.index("data.num_train=4")] = "data.num_train=8"
+    # torch's thread count in a fresh process with this environment
+    fresh = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True, text=True
+    )
     result = compare(tmp_path, *args)
     assert result.returncode == 0, result.stderr[-3000:]
     run = tmp_path / "runs" / "compare" / "exp"
@@ -216,17 +220,6 @@ def test_compare_train_mode_head_to_head(tmp_path) -> None:
         assert row["epochs"] == "1" and row["train_images"] == "8" and row["ultralytics_mAP50-95"] != ""
         assert (row["latency_ms"] != "") == (row["seed"] == "0")  # latency at the first seed only
     assert {r["side"]: r["workers"] for r in table} == {"ours": "2", "ultralytics": "0"}  # theirs: 0 on a CPU
-    from ultralytics.utils import NUM_THREADS  # the CPU thread count their trainer sets for itself
-
-    # ours: torch's count in a fresh process (what train.py uses), at every seed although their trainer
-    # set the process's count to theirs after the first
-    fresh = subprocess.run(
-        [sys.executable, "-c", "import torch; print(torch.get_num_threads())"], capture_output=True, text=True
-    )
-    counts = {(r["seed"], r["side"]): r["threads"] for r in table}
-    assert counts == {
-        (s, side): n for s in "01" for side, n in (("ours", fresh.stdout.strip()), ("ultralytics", str(NUM_THREADS)))
-    }
     assert table[0]["params"] == table[1]["params"]  # the same architecture
     for seed in ("0", "1"):
         for side in ("ours", "ultralytics"):
@@ -247,3 +240,13 @@ def test_compare_train_mode_head_to_head(tmp_path) -> None:
         (s, side, "True") for s in ("0", "1") for side in ("ours", "ultralytics")
     ]
     assert (second / "curves.png").is_file() and "| both |" in (second / "compare.md").read_text()
+
+    # imported last: importing Ultralytics sets OMP_NUM_THREADS for this process's later children
+    from ultralytics.utils import NUM_THREADS  # the CPU thread count their trainer sets for itself
+
+    # ours: torch's count in a fresh process (what train.py uses), at every seed although their trainer
+    # set the process's count to theirs after the first
+    counts = {(r["seed"], r["side"]): r["threads"] for r in table}
+    assert counts == {
+        (s, side): n for s in "01" for side, n in (("ours", fresh.stdout.strip()), ("ultralytics", str(NUM_THREADS)))
+    }
