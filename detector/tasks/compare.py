@@ -173,8 +173,11 @@ def head_to_head(
     if contenders:
         models += compare_models(contenders, index, data_yaml, settings, post, device, run_dir, {}, console.print)
     title = f"Same-recipe head-to-head over {len(seeds)} seed{'s' if len(seeds) > 1 else ''}"
-    threads = (max(r.trained[side].run.threads for r in results) for side in ("ours", "ultralytics"))
-    notes = recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device), seeds, tuple(threads))
+    used = (
+        max(r.trained["ours"].run.threads for r in results),
+        max(r.trained["ultralytics"].run.threads for r in results),
+    )
+    notes = recipe_notes(recipe, device, recipe.workers, ultralytics_amp(recipe, device), seeds, used)
     shared = shared_settings(models, settings, post, source, index, device, data_yaml, command_line.overrides)
     shared["seeds"] = ", ".join(map(str, seeds))
     shared["trained seeds"] = f"{cache} (reuse={str(settings.reuse).lower()})"
@@ -198,9 +201,9 @@ def training_sides(
     threads: int,
 ) -> list[Side]:
     """Our side and Ultralytics', each with its key and ``train(seed, folder)``. Ours runs
-    ``train.py``'s task on ``threads`` torch CPU threads on the ``train`` config of the recipe at the seed, with the compare run's
-    ``data`` node (resolved), its run directory ``<folder>/train/ours``; theirs ``YOLO.train`` into
-    ``<folder>/train/ultralytics``."""
+    ``train.py``'s task, on ``threads`` torch CPU threads, on the ``train`` config of the recipe at
+    the seed, with the compare run's ``data`` node (resolved), its run directory
+    ``<folder>/train/ours``; theirs ``YOLO.train`` into ``<folder>/train/ultralytics``."""
     from detector.tasks.train import run as train
 
     data_node: dict[str, Any] = OmegaConf.to_container(data, resolve=True, enum_to_str=True)  # type: ignore[assignment]

@@ -144,6 +144,15 @@ def test_cache_keys(tmp_path, sides) -> None:
     assert seed_dir(tmp_path, "ours", base["ours"], 0) != seed_dir(tmp_path, "ours", base["ours"], 1)
 
 
+def test_a_negative_thread_count_is_refused() -> None:
+    from detector.config.schemas import CompareRecipeConfig
+    from detector.tools.compare.headtohead import check_recipe_model
+
+    assert check_recipe_model(CompareRecipeConfig(threads=1)) == "yolov8n.yaml"
+    with pytest.raises(ConfigError, match=r"recipe.threads=-1"):
+        check_recipe_model(CompareRecipeConfig(threads=-1))
+
+
 def test_source_digest_and_data_identity(tmp_path) -> None:
     package, configs = tmp_path / "detector", tmp_path / "configs"
     (package / "sub").mkdir(parents=True)

@@ -150,7 +150,10 @@ def training_finished(last: Path, epochs: int, patience: int) -> bool:
 
 
 def check_recipe_model(recipe: Recipe) -> str:
-    """The Ultralytics YAML name of the recipe's model; only models both libraries build qualify."""
+    """The Ultralytics YAML name of the recipe's model; only models both libraries build qualify.
+    Also refuses a negative ``recipe.threads``, before any long work."""
+    if recipe.threads < 0:
+        raise ConfigError(f"recipe.threads={recipe.threads}: give a positive count, or 0 for the process's own")
     name = f"{recipe.model}.yaml"
     if not ULTRALYTICS_YAML.match(name):
         raise ConfigError(
