@@ -55,6 +55,9 @@ def test_cli_rejects_bad_config_in_one_line(tmp_path, overrides: list[str], key:
         (["model.head.num_classes=4"], "model.head.num_classes=4 but data.num_classes=6"),
         (["imgsz=100"], "imgsz=100 must be a positive multiple of 32"),
         (["train.batch=0"], "train.batch=0 must be >= 1"),
+        (["augment.mosaic_window=-3"], "augment.mosaic_window=-3 must be >= 0"),
+        (["augment.close_mosaic=-1"], "augment.close_mosaic=-1 must be >= 0"),
+        (["augment.mixup=1.5"], "augment.mixup=1.5 is a probability: it must be in [0, 1]"),
     ],
 )
 def test_compose_errors_name_the_key(overrides: list[str], expected: str) -> None:

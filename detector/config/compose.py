@@ -65,6 +65,13 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"imgsz={shown} must be a positive multiple of 32 (the largest model stride), or [H,W] of such"
             )
+    augment = cfg.get("augment")
+    if augment is not None:
+        for key in ("close_mosaic", "mosaic_window"):
+            if augment.get(key) is not None and augment[key] < 0:
+                raise ConfigError(f"augment.{key}={augment[key]} must be >= 0")
+        if not 0 <= augment.mixup <= 1:
+            raise ConfigError(f"augment.mixup={augment.mixup} is a probability: it must be in [0, 1]")
     loop = cfg.get("train")
     if loop is not None:
         for key in ("epochs", "batch"):

@@ -40,7 +40,7 @@ class AugmentSettings:
     close_mosaic: int  # the last N epochs train without mosaic
     min_visibility: float  # boxes keeping less of their area inside the image are dropped
     min_size: float  # boxes narrower or lower than this (pixels) are dropped
-    mosaic_window: int  # 0: mosaic partners from the sample's batch; N: from the N positions before it
+    mosaic_window: int | None  # partners from the N positions before a sample (None: 8 x batch; 0: its batch)
 
 
 def load_split(

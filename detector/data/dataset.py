@@ -50,6 +50,17 @@ def load_image(path: str, imgsz: int) -> np.ndarray:
     return fit_longest_side(read_image(path), imgsz, enlarge=False)
 
 
+WINDOW_PER_BATCH = 8  # the default partner window, in batches (Ultralytics' buffer: the last 8 x batch images loaded)
+WINDOW_MAX = 1000  # ... and at most this many (as that buffer)
+MEMO_MAX = 256  # images a process keeps decoded for the partners of the samples after (memory: ~300 MB at 640)
+
+
+def mosaic_window(window: int | None, batch_size: int) -> int:
+    """The positions before a sample its mosaic partners are drawn from: ``window`` when given (0:
+    none, the partners are the nearest samples of its batch), else ``min(8 x batch_size, 1000)``."""
+    return min(WINDOW_PER_BATCH * max(1, batch_size), WINDOW_MAX) if window is None else window
+
+
 def partner_positions(length: int, batch_size: int, count: int) -> np.ndarray:
     """``[length, count]``: for each position of an epoch's order, the positions of its mosaic
     partners: the ``count`` nearest other positions of its batch (earlier ones first), or, in a
@@ -101,12 +112,14 @@ class DetectionDataset(Dataset[Item]):
     sees exactly the batches it would have seen. Crowd regions are not training targets.
     ``close_mosaic_epoch`` is the first epoch trained without mosaic (``None``: never).
 
-    Mosaic partners of sample ``i`` are its neighbours in the epoch's order (:func:`epoch_order`)
-    within its batch of ``batch_size`` (:func:`partner_positions`; the loader sets it): the worker
-    that makes the batch loads them anyway, so a small per-process memo of loaded images (``recent``
-    entries) saves their decoding, and every image is decoded about once per epoch. With
-    ``partner_window`` N > 0 they are drawn instead from the N positions before the sample (more
-    distinct images per batch; partners outside the memo are decoded again).
+    Mosaic partners of sample ``i`` are drawn at random from the window of positions before it in the
+    epoch's order (:func:`epoch_order`): ``partner_window`` positions, or when it is ``None``
+    ``min(8 x batch_size, 1000)`` (:func:`mosaic_window`; the loader sets ``batch_size``), as
+    Ultralytics draws them from its buffer of recently loaded images. A per-process memo of the
+    images it loaded last (as many as the window, at least ``recent``, at most ``MEMO_MAX``) spares
+    decoding most of them again. ``partner_window=0`` takes them from the sample's own batch
+    instead (:func:`partner_positions`): the worker making the batch loads them anyway, so every
+    image is decoded about once per epoch, but a batch then shows only ``batch_size`` distinct images.
     """
 
     def __init__(
@@ -120,7 +133,7 @@ class DetectionDataset(Dataset[Item]):
         cache_workers: int = 4,
         recent: int = 16,
         batch_size: int = 1,
-        partner_window: int = 0,
+        partner_window: int | None = None,
     ) -> None:
         self.index = index
         self.pipeline = pipeline
@@ -130,11 +143,11 @@ class DetectionDataset(Dataset[Item]):
         self._mosaic_configured = pipeline.mosaic_active
         self.cache = ImageCache(index, imgsz, cache_workers) if cache_images else None
         self._recent: OrderedDict[int, np.ndarray] = OrderedDict()
-        self._recent_size = recent if self.cache is None else 0
+        self._memo_min = recent
         self.batch_size = max(1, int(batch_size))
-        self.partner_window = int(partner_window)
-        if self.partner_window < 0:
-            raise ValueError(f"augment.mosaic_window must be >= 0, got {partner_window}")
+        self.partner_window = None if partner_window is None else int(partner_window)
+        if self.partner_window is not None and self.partner_window < 0:
+            raise ValueError(f"augment.mosaic_window must be >= 0 (or null), got {partner_window}")
         self.epoch = 0
         self.set_epoch(0)
 
@@ -151,9 +164,19 @@ class DetectionDataset(Dataset[Item]):
             self._position = np.empty_like(self._order)
             self._position[self._order] = np.arange(len(self._order))
             self._partners = partner_positions(len(self), self.batch_size, self.pipeline.partners_needed())
+        needed = self.cache is None and self.pipeline.partners_needed() > 0
+        self._recent_size = max(self._memo_min, min(self.window, MEMO_MAX)) if needed else 0
+        while len(self._recent) > self._recent_size:
+            self._recent.popitem(last=False)
+
+    @property
+    def window(self) -> int:
+        """The positions before a sample its mosaic partners come from (0: from its batch)."""
+        return mosaic_window(self.partner_window, self.batch_size)
 
     def set_batch_size(self, batch_size: int) -> None:
-        """The batches the sampler groups: mosaic partners are taken within them (see the class)."""
+        """The batches the sampler groups: the default partner window is 8 of them, a window of 0
+        takes the partners within them (see the class)."""
         self.batch_size = max(1, int(batch_size))
         self.set_epoch(self.epoch)
 
@@ -191,15 +214,15 @@ class DetectionDataset(Dataset[Item]):
         return self.pipeline(image, boxes, classes, seed=int(rng.integers(2**31)), partners=partners)
 
     def _partner_positions(self, i: int) -> np.ndarray:
-        """Positions in the epoch's order of sample ``i``'s mosaic partners: the nearest ones of its
-        batch, or (``partner_window`` N > 0) drawn from the N positions before it, wrapping around the
-        epoch, from a random stream of their own (the sample's other draws stay as they were)."""
+        """Positions in the epoch's order of sample ``i``'s mosaic partners: drawn from the
+        :attr:`window` positions before it, wrapping around the epoch, from a random stream of their
+        own (the sample's other draws stay as they were), or (a window of 0) the nearest ones of its batch."""
         position = self._position[i]
-        if self.partner_window == 0:
+        if self.window == 0:
             return self._partners[position]
         count = self.pipeline.partners_needed()
         rng = np.random.default_rng([self.seed, self.epoch, i, 1])
-        window = min(self.partner_window, len(self) - 1)
+        window = min(self.window, len(self) - 1)
         return (position - 1 - rng.choice(window, size=count, replace=window < count)) % len(self)
 
     def __getitem__(self, i: int) -> Item:

@@ -99,8 +99,8 @@ def build_loader(
         sampler: Sampler[int] = DistributedSampler(dataset, shuffle=shuffle, seed=seed, drop_last=drop_last)
     else:
         sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
-        if shuffle and hasattr(dataset, "set_batch_size"):
-            dataset.set_batch_size(batch_size)  # mosaic partners from the same batch: decoded once
+    if shuffle and hasattr(dataset, "set_batch_size"):
+        dataset.set_batch_size(batch_size)  # the mosaic partner window is 8 batches (or partners from the batch)
     return DataLoader(
         dataset,
         batch_size=batch_size,

@@ -188,7 +188,8 @@ def test_dataset_is_a_function_of_seed_epoch_and_index(twin_index) -> None:
 def test_mosaic_partners_are_the_predecessors_in_the_epoch_order(twin_index, monkeypatch) -> None:
     from detector.data.dataset import epoch_order
 
-    dataset = train_dataset(twin_index, augment_settings(IMGSZ, "augment.mixup=0"), IMGSZ, seed=5, epochs=100)
+    nearest = augment_settings(IMGSZ, "augment.mixup=0", "augment.mosaic_window=0")
+    dataset = train_dataset(twin_index, nearest, IMGSZ, seed=5, epochs=100)
     dataset.set_epoch(2)
     loaded: list[int] = []
     original = dataset.load
@@ -210,15 +211,53 @@ def test_mosaic_partners_stay_within_the_batch() -> None:
     np.testing.assert_array_equal(partner_positions(3, 1, 3), [[2, 1, 0], [0, 2, 1], [1, 0, 2]])  # wraps
 
 
-def test_loader_decodes_each_image_about_once_per_epoch(twin_index, monkeypatch) -> None:
+@pytest.mark.parametrize("window", ["null", "0"])
+def test_loader_decodes_each_image_about_once_per_epoch(twin_index, monkeypatch, window) -> None:
     import detector.data.dataset as dataset_module
 
-    dataset = train_dataset(twin_index, augment_settings(IMGSZ, "augment.mixup=0"), IMGSZ, seed=0, epochs=100)
+    augment = augment_settings(IMGSZ, "augment.mixup=0", f"augment.mosaic_window={window}")
+    dataset = train_dataset(twin_index, augment, IMGSZ, seed=0, epochs=100)
     decoded: list[str] = []
     original = dataset_module.read_image
     monkeypatch.setattr(dataset_module, "read_image", lambda path: (decoded.append(path), original(path))[1])
     list(build_loader(dataset, 4, shuffle=True, workers=0, seed=0))
     assert len(decoded) == len(set(decoded)) == len(dataset)  # 4 images per sample, each decoded once
+
+
+def test_the_default_partner_window_is_eight_batches_before_the_sample() -> None:
+    """By default a mosaic's partners are drawn at random from the min(8 x batch, 1000) positions
+    before the sample in the epoch's order (Ultralytics' buffer of the images it loaded last), and
+    the per-process memo keeps as many decoded images (16 to 256)."""
+    from detector.data.dataset import MEMO_MAX, mosaic_window
+
+    assert (mosaic_window(None, 16), mosaic_window(None, 200), mosaic_window(0, 16), mosaic_window(5, 16)) == (
+        128,
+        1000,
+        0,
+        5,
+    )
+
+    class Listing:  # the partners need only the split's length
+        def __len__(self) -> int:
+            return 300
+
+    pipeline = train_pipeline(augment_settings(IMGSZ), IMGSZ)
+    dataset = DetectionDataset(Listing(), pipeline, IMGSZ, seed=1, batch_size=4)  # type: ignore[arg-type]
+    dataset.set_epoch(3)
+    assert dataset.window == 32 and dataset._recent_size == 32
+    offsets = [(dataset._position[i] - p) % 300 for i in range(300) for p in dataset._partner_positions(i)]
+    assert set(offsets) == set(range(1, 33))  # anywhere in the window (wrapping around the epoch), never itself
+    again = [(dataset._position[i] - p) % 300 for i in range(300) for p in dataset._partner_positions(i)]
+    assert again == offsets  # a function of (seed, epoch, sample)
+    dataset.set_batch_size(64)  # 512 positions, more than the other 299 samples: any of them
+    assert dataset.window == 512 and dataset._recent_size == MEMO_MAX == 256
+    wide = {int((dataset._position[i] - p) % 300) for i in range(300) for p in dataset._partner_positions(i)}
+    assert wide <= set(range(1, 300)) and max(wide) > 290 and len(wide) > 250  # 900 draws of 299 offsets
+    dataset.set_batch_size(1)
+    assert dataset.window == 8 and dataset._recent_size == 16
+    dataset.close_mosaic_epoch = 5
+    dataset.set_epoch(6)  # mosaic closed: no partners, no memo
+    assert dataset._recent_size == 0
 
 
 def test_mosaic_window_partners_are_the_same_whatever_the_workers(twin_index) -> None:
@@ -231,5 +270,6 @@ def test_mosaic_window_partners_are_the_same_whatever_the_workers(twin_index) ->
     serial = batches(build_loader(make(windowed), 2, shuffle=True, workers=0, seed=3), epoch=1)
     parallel = batches(build_loader(make(windowed), 2, shuffle=True, workers=2, seed=3), epoch=1)
     assert all(torch.equal(a.images, b.images) for a, b in zip(serial, parallel, strict=True))
-    nearest = batches(build_loader(make(augment_settings(IMGSZ)), 2, shuffle=True, workers=0, seed=3), epoch=1)
+    in_batch = make(augment_settings(IMGSZ, "augment.mosaic_window=0"))
+    nearest = batches(build_loader(in_batch, 2, shuffle=True, workers=0, seed=3), epoch=1)
     assert not all(torch.equal(a.images, b.images) for a, b in zip(serial, nearest))
