@@ -40,7 +40,7 @@ class AugmentSettings:
     close_mosaic: int  # the last N epochs train without mosaic
     min_visibility: float  # boxes keeping less of their area inside the image are dropped
     min_size: float  # boxes narrower or lower than this (pixels) are dropped
-    mosaic_window: int | None  # partners from the N positions before a sample (None: 8 x batch; 0: its batch)
+    mosaic_window: int | None  # partners from its batch (0), the N positions before a sample, or (None) 8 x batch
 
 
 def load_split(

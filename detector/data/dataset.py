@@ -50,7 +50,9 @@ def load_image(path: str, imgsz: int) -> np.ndarray:
     return fit_longest_side(read_image(path), imgsz, enlarge=False)
 
 
-WINDOW_PER_BATCH = 8  # the default partner window, in batches (Ultralytics' buffer: the last 8 x batch images loaded)
+WINDOW_PER_BATCH = (
+    8  # mosaic_window=null: the partner window in batches (Ultralytics' buffer: the last 8 x batch loaded)
+)
 WINDOW_MAX = 1000  # ... and at most this many (as that buffer)
 MEMO_MAX = 256  # images a process keeps decoded for the partners of the samples after (memory: ~300 MB at 640)
 
@@ -112,14 +114,15 @@ class DetectionDataset(Dataset[Item]):
     sees exactly the batches it would have seen. Crowd regions are not training targets.
     ``close_mosaic_epoch`` is the first epoch trained without mosaic (``None``: never).
 
-    Mosaic partners of sample ``i`` are drawn at random from the window of positions before it in the
-    epoch's order (:func:`epoch_order`): ``partner_window`` positions, or when it is ``None``
-    ``min(8 x batch_size, 1000)`` (:func:`mosaic_window`; the loader sets ``batch_size``), as
-    Ultralytics draws them from its buffer of recently loaded images. A per-process memo of the
-    images it loaded last (as many as the window, at least ``recent``, at most ``MEMO_MAX``) spares
-    decoding most of them again. ``partner_window=0`` takes them from the sample's own batch
-    instead (:func:`partner_positions`): the worker making the batch loads them anyway, so every
-    image is decoded about once per epoch, but a batch then shows only ``batch_size`` distinct images.
+    Mosaic partners of sample ``i`` are its neighbours in the epoch's order (:func:`epoch_order`)
+    within its batch of ``batch_size`` (``partner_window=0``, :func:`partner_positions`; the loader
+    sets the batch size): the worker that makes the batch loads them anyway, so a small per-process
+    memo of loaded images (``recent`` entries) saves their decoding and every image is decoded about
+    once per epoch. With ``partner_window`` N > 0 they are drawn instead at random from the N
+    positions before the sample, with ``None`` from ``min(8 x batch_size, 1000)`` of them
+    (:func:`mosaic_window`), as Ultralytics draws them from its buffer of recently loaded images:
+    more distinct images per batch, and the memo then holds as many images as the window (at most
+    ``MEMO_MAX``), but partners another worker loaded are decoded again.
     """
 
     def __init__(
@@ -133,7 +136,7 @@ class DetectionDataset(Dataset[Item]):
         cache_workers: int = 4,
         recent: int = 16,
         batch_size: int = 1,
-        partner_window: int | None = None,
+        partner_window: int | None = 0,
     ) -> None:
         self.index = index
         self.pipeline = pipeline
@@ -175,8 +178,8 @@ class DetectionDataset(Dataset[Item]):
         return mosaic_window(self.partner_window, self.batch_size)
 
     def set_batch_size(self, batch_size: int) -> None:
-        """The batches the sampler groups: the default partner window is 8 of them, a window of 0
-        takes the partners within them (see the class)."""
+        """The batches the sampler groups: mosaic partners are taken within them (or, with
+        ``partner_window=None``, from the 8 before; see the class)."""
         self.batch_size = max(1, int(batch_size))
         self.set_epoch(self.epoch)
 

@@ -100,7 +100,7 @@ def build_loader(
     else:
         sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
     if shuffle and hasattr(dataset, "set_batch_size"):
-        dataset.set_batch_size(batch_size)  # the mosaic partner window is 8 batches (or partners from the batch)
+        dataset.set_batch_size(batch_size)  # mosaic partners from the same batch: decoded once
     return DataLoader(
         dataset,
         batch_size=batch_size,

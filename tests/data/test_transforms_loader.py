@@ -224,11 +224,15 @@ def test_loader_decodes_each_image_about_once_per_epoch(twin_index, monkeypatch,
     assert len(decoded) == len(set(decoded)) == len(dataset)  # 4 images per sample, each decoded once
 
 
-def test_the_default_partner_window_is_eight_batches_before_the_sample() -> None:
-    """By default a mosaic's partners are drawn at random from the min(8 x batch, 1000) positions
-    before the sample in the epoch's order (Ultralytics' buffer of the images it loaded last), and
-    the per-process memo keeps as many decoded images (16 to 256)."""
+def test_a_null_partner_window_is_eight_batches_before_the_sample() -> None:
+    """augment.mosaic_window=null draws a mosaic's partners at random from the min(8 x batch, 1000)
+    positions before the sample in the epoch's order (Ultralytics' buffer of the images it loaded
+    last), and the per-process memo keeps as many decoded images (16 to 256). The default is 0: the
+    sample's own batch."""
     from detector.data.dataset import MEMO_MAX, mosaic_window
+
+    assert augment_settings(IMGSZ).mosaic_window == 0
+    assert augment_settings(IMGSZ, "augment.mosaic_window=null").mosaic_window is None
 
     assert (mosaic_window(None, 16), mosaic_window(None, 200), mosaic_window(0, 16), mosaic_window(5, 16)) == (
         128,
@@ -242,7 +246,7 @@ def test_the_default_partner_window_is_eight_batches_before_the_sample() -> None
             return 300
 
     pipeline = train_pipeline(augment_settings(IMGSZ), IMGSZ)
-    dataset = DetectionDataset(Listing(), pipeline, IMGSZ, seed=1, batch_size=4)  # type: ignore[arg-type]
+    dataset = DetectionDataset(Listing(), pipeline, IMGSZ, seed=1, batch_size=4, partner_window=None)  # type: ignore[arg-type]
     dataset.set_epoch(3)
     assert dataset.window == 32 and dataset._recent_size == 32
     offsets = [(dataset._position[i] - p) % 300 for i in range(300) for p in dataset._partner_positions(i)]

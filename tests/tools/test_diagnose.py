@@ -147,8 +147,7 @@ def test_source_images_per_batch_are_counted_on_both_loaders(tiny_shapes) -> Non
     from detector.tools.diagnose.batches import count_sources, record_our_loads
 
     source = ShapesSource(list(SHAPE_NAMES), 6, str(tiny_shapes), num_train=8, num_val=4, imgsz=96)
-    in_batch = compose("train", ["imgsz=64", "augment.mosaic_window=0"])  # partners from the sample's batch
-    augment = AugmentSettings(**instantiate_node(in_batch.augment, "augment"))
+    augment = AugmentSettings(**instantiate_node(compose("train", ["imgsz=64"]).augment, "augment"))
     dataset = train_dataset(load_split(source, "train", log=lambda _: None), augment, 64, seed=0, epochs=None)
     loader = build_loader(dataset, 4, shuffle=True, workers=0, seed=0)
     set_epoch(loader, 0)
@@ -156,7 +155,7 @@ def test_source_images_per_batch_are_counted_on_both_loaders(tiny_shapes) -> Non
     loads = record_our_loads(dataset)
     count_sources(loader, loads, 2, ours)
     assert len(loads) == 2 * 4 * 4 and ours.sources == [4, 4]
-    dataset.partner_window = None  # the default: drawn from the 8 batches before (here all 7 other samples)
+    dataset.partner_window = None  # drawn from the 8 batches before (here all 7 other samples)
     windowed = BatchStats()
     count_sources(loader, loads, 2, windowed)
     assert sum(windowed.sources) > 8 and all(4 <= n <= 8 for n in windowed.sources)

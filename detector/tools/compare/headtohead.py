@@ -294,9 +294,9 @@ def recipe_notes(
         f"AMP {({'bf16': 'bf16', True: 'fp16'}).get(amp, 'off')} on {device.type}, best.pt chosen by validation mAP50-95{_branch_note(recipe)}, patience {recipe.patience}.",
         "Not matched: initial weights (each library draws its own from the seed); random streams of augmentation "
         "and shuffling; the augmentation implementations (albumentations for ours, Ultralytics' own for theirs); "
-        "exactly which images a mosaic's three partners are (both draw them from about the last "
-        "min(8 x batch, 1000) images: ours by position in the epoch's order, theirs from a buffer of the "
-        "images it loaded last, per loader worker); "
+        "where a mosaic's three partner images come from (ours: the sample's own batch, or with "
+        "augment.mosaic_window=N the N samples before it, null min(8 x batch, 1000) of them; theirs: a "
+        "buffer of the last min(8 x batch, 1000) images it loaded); "
         "ours also steps at the end of every epoch with what is accumulated (Ultralytics carries it into the "
         "next epoch); the validation that picks best.pt "
         "(ours: our COCO evaluator, square letterbox; theirs: their validator with rectangular batches).",
