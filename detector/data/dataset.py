@@ -50,10 +50,10 @@ def load_image(path: str, imgsz: int) -> np.ndarray:
     return fit_longest_side(read_image(path), imgsz, enlarge=False)
 
 
-WINDOW_PER_BATCH = (
-    8  # mosaic_window=null: the partner window in batches (Ultralytics' buffer: the last 8 x batch loaded)
-)
-WINDOW_MAX = 1000  # ... and at most this many (as that buffer)
+# augment.mosaic_window=null: partners from the WINDOW_PER_BATCH x batch positions before a sample, at most
+# WINDOW_MAX (the length of Ultralytics' buffer of the images it loaded last)
+WINDOW_PER_BATCH = 8
+WINDOW_MAX = 1000
 MEMO_MAX = 256  # images a process keeps decoded for the partners of the samples after (memory: ~300 MB at 640)
 
 

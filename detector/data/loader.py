@@ -100,7 +100,7 @@ def build_loader(
     else:
         sampler = EpochSampler(len(dataset), shuffle=shuffle, seed=seed)
     if shuffle and hasattr(dataset, "set_batch_size"):
-        dataset.set_batch_size(batch_size)  # mosaic partners from the same batch: decoded once
+        dataset.set_batch_size(batch_size)  # mosaic partners from the same batch (null window: the 8 before)
     return DataLoader(
         dataset,
         batch_size=batch_size,
