@@ -220,12 +220,12 @@ class DetectionDataset(Dataset[Item]):
         """Positions in the epoch's order of sample ``i``'s mosaic partners: drawn from the
         :attr:`window` positions before it, wrapping around the epoch, from a random stream of their
         own (the sample's other draws stay as they were), or (a window of 0) the nearest ones of its batch."""
-        position = self._position[i]
-        if self.window == 0:
+        position, window = self._position[i], self.window
+        if window == 0:
             return self._partners[position]
         count = self.pipeline.partners_needed()
         rng = np.random.default_rng([self.seed, self.epoch, i, 1])
-        window = min(self.window, len(self) - 1)
+        window = min(window, len(self) - 1)
         return (position - 1 - rng.choice(window, size=count, replace=window < count)) % len(self)
 
     def __getitem__(self, i: int) -> Item:
